@@ -1,0 +1,190 @@
+"""Command-line interface: parse, call, report. No algorithm lives here.
+
+Heavy imports (torch, the model, PyAV) happen inside the command functions so that
+``vosctl --help`` and ``vosctl --version`` stay instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from vosctl import __version__
+from vosctl.errors import VosctlError
+
+app = typer.Typer(
+    name="vosctl",
+    help="Fast semi-supervised video object segmentation: give the first-frame mask or box, get every frame.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _fail(error: VosctlError) -> NoReturn:
+    """One line on stderr, the error's exit code (2 for bad input, 1 otherwise)."""
+    print(f"vosctl: error: {error}", file=sys.stderr)
+    raise typer.Exit(code=error.exit_code)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"vosctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """vosctl follows each first-frame object through a video (Siamese Dynamic Mask Estimation Network)."""
+
+
+@app.command()
+def segment(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Video files or folders of frames. '-' reads one input path per line from stdin.",
+            show_default=False,
+        ),
+    ],
+    mask: Annotated[
+        Path | None,
+        typer.Option(
+            "--mask", "-m", help="First-frame mask PNG (binary, DAVIS palette with ids, or RGBA alpha)."
+        ),
+    ] = None,
+    mask_pattern: Annotated[
+        str | None,
+        typer.Option(
+            "--mask-pattern",
+            help="Per-input mask path for batch use; {stem}, {name}, {dir} and {path} are replaced "
+            "(e.g. '{dir}/{stem}.png').",
+        ),
+    ] = None,
+    box: Annotated[
+        list[str] | None,
+        typer.Option("--box", "-b", help="First-frame box X,Y,W,H in pixels; repeat for several objects."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Output folder (default: <input stem>_vos/ beside the input). "
+            "With several inputs: a parent folder that gets one <stem>_vos/ per input."
+        ),
+    ] = None,
+    png: Annotated[bool, typer.Option("--png", help="Write masks/00000.png ... (DAVIS palette).")] = False,
+    overlay: Annotated[bool, typer.Option("--overlay", help="Write overlay.mp4 (H.264).")] = False,
+    alpha: Annotated[bool, typer.Option("--alpha", help="Write an alpha matte for compositing.")] = False,
+    alpha_format: Annotated[
+        str, typer.Option("--alpha-format", help="prores (.mov 4444), webm (VP9 alpha), png (RGBA sequence) or gray (mp4 matte).")
+    ] = "prores",
+    track_json: Annotated[bool, typer.Option("--track-json", help="Write track.json (box, area, score, lost per object and frame).")] = False,
+    track_csv: Annotated[bool, typer.Option("--track-csv", help="Write track.csv (same fields as track.json).")] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    model: Annotated[str, typer.Option("--model", help="Model name in models/ or a checkpoint path.")] = "default",
+    start_frame: Annotated[int, typer.Option("--start-frame", min=0, help="Frame index the prompt belongs to; earlier frames are skipped.")] = 0,
+    full_frame: Annotated[bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print one JSON summary line per input on stdout.")] = False,
+) -> None:
+    """Segment every frame of INPUT from a first-frame mask or boxes."""
+    from vosctl.jobs.segment import SegmentOptions, run_segment_cli
+
+    options = SegmentOptions(
+        inputs=list(inputs),
+        mask=mask,
+        mask_pattern=mask_pattern,
+        boxes=list(box or []),
+        output=output,
+        png=png,
+        overlay=overlay,
+        alpha=alpha,
+        alpha_format=alpha_format,
+        track_json=track_json,
+        track_csv=track_csv,
+        device=device,
+        model=model,
+        start_frame=start_frame,
+        full_frame=full_frame,
+        force=force,
+        quiet=quiet,
+        json_summary=json_summary,
+    )
+    try:
+        code = run_segment_cli(options)
+    except VosctlError as error:
+        _fail(error)
+    raise typer.Exit(code=code)
+
+
+@app.command()
+def benchmark(
+    davis: Annotated[Path, typer.Option("--davis", help="DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets).")],
+    year: Annotated[str, typer.Option("--year", help="2016 (binary) or 2017 (multi-object).")] = "2016",
+    split: Annotated[str, typer.Option("--split", help="Split name in ImageSets/<year>/.")] = "val",
+    sequences: Annotated[str | None, typer.Option("--sequences", help="Comma-separated subset of sequences.")] = None,
+    results: Annotated[Path | None, typer.Option("--results", help="Folder for (or with) result masks.")] = None,
+    eval_only: Annotated[bool, typer.Option("--eval-only", help="Only evaluate the masks already in --results.")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write per-sequence rows as CSV here.")] = None,
+    model: Annotated[str, typer.Option("--model", help="Model name in models/ or a checkpoint path.")] = "default",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    full_frame: Annotated[bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run vosctl on DAVIS and compute the official J and F measures (or evaluate another tool's masks)."""
+    from vosctl.eval.benchmark import BenchmarkOptions, run_benchmark_cli
+
+    options = BenchmarkOptions(
+        davis_root=davis,
+        year=year,
+        split=split,
+        sequences=[s for s in (sequences or "").split(",") if s] or None,
+        results=results,
+        eval_only=eval_only,
+        json_path=json_path,
+        csv_path=csv_path,
+        model=model,
+        device=device,
+        full_frame=full_frame,
+        quiet=quiet,
+    )
+    try:
+        code = run_benchmark_cli(options)
+    except VosctlError as error:
+        _fail(error)
+    raise typer.Exit(code=code)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config (JSON).")],
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Resume from the run folder's last checkpoint.")] = True,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Train the SiamDMN network from a JSON config (resumable)."""
+    from vosctl.train.loop import train_from_config
+
+    try:
+        train_from_config(config, resume=resume, device=device)
+    except VosctlError as error:
+        _fail(error)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
