@@ -1,0 +1,259 @@
+"""SiamDMN: Siamese Dynamic Mask Estimation Network.
+
+Data flow for one object (all objects of a frame are a batch):
+
+    template crop (128) --backbone--> f_t (96ch, 8x8) --neck--> masked kernel K, fg prototype
+    search crop (256)   --backbone--> f4, f8, f16      --neck--> s16
+    response  R  = depthwise-xcorr(s16, K)                       (128ch, 16x16)
+    head(R, prior16)  -> score map (where is the object centre) and, at every cell,
+                         the parameters of a tiny dynamic convolution (CondInst style)
+    mask features    = FPN(f4, f8, s16 + R) + previous-mask prior   (8ch, 64x64, stride 4)
+    mask logits      = dynamic conv (params at the chosen cell) applied to
+                       [mask features, coordinates relative to that cell]  -> 64x64, upsampled to 256
+
+The decoupling is the paper's idea: *what* the object is (the kernels, predicted from the
+template/search correlation at the target's location) is separate from *where its boundaries are*
+(a high-resolution mask-feature map shared by every object). Two additions over the paper, both
+cheap: the first-frame mask weights the template features (so two objects in one box differ), and
+the previous frame's mask, cropped like the search image, is a prior input to the head and the
+mask features (mask propagation, as in MaskTrack/RGMP), which stabilises the mask between frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vosctl.model.backbone import STAGE_CHANNELS, MobileNetV2Features
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture hyper-parameters; stored in every checkpoint."""
+
+    template_size: int = 128
+    search_size: int = 256
+    embed_channels: int = 128
+    fpn_channels: int = 64
+    mask_channels: int = 8  # channels of the mask-feature map the dynamic kernels act on
+    dynamic_channels: int = 8  # hidden width of the dynamic 1x1 convolutions
+    dynamic_layers: int = 3
+    background_weight: float = 0.2  # template weight outside the first-frame mask
+    use_prior: bool = True
+
+    @property
+    def feature_stride(self) -> int:
+        return 16
+
+    @property
+    def mask_stride(self) -> int:
+        return 4
+
+    @property
+    def score_size(self) -> int:
+        return self.search_size // self.feature_stride
+
+    @property
+    def template_feature_size(self) -> int:
+        return self.template_size // self.feature_stride
+
+    @property
+    def mask_size(self) -> int:
+        return self.search_size // self.mask_stride
+
+    def dynamic_param_shapes(self) -> list[tuple[int, int]]:
+        """(out, in) of each dynamic 1x1 layer; input = mask features + 2 relative coordinates."""
+        widths = [self.mask_channels + 2] + [self.dynamic_channels] * (self.dynamic_layers - 1) + [1]
+        return [(widths[i + 1], widths[i]) for i in range(self.dynamic_layers)]
+
+    @property
+    def num_dynamic_params(self) -> int:
+        return sum(o * i + o for o, i in self.dynamic_param_shapes())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def conv_bn_relu(inp: int, out: int, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(inp, out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)
+    )
+
+
+@dataclass
+class TemplateEmbedding:
+    """What the network keeps of each object's template: computed once, reused every frame."""
+
+    kernel: torch.Tensor  # (N, C, k, k) mask-weighted template features, the xcorr kernel
+    prototype: torch.Tensor  # (N, C) mean feature inside the first-frame mask
+
+    def select(self, index: torch.Tensor | list[int]) -> TemplateEmbedding:
+        return TemplateEmbedding(self.kernel[index], self.prototype[index])
+
+
+@dataclass
+class SearchOutput:
+    score: torch.Tensor  # (N, 1, S, S) logits: object centre on the stride-16 grid
+    mask_logits: torch.Tensor  # (N, 1, search_size, search_size)
+    location: torch.Tensor  # (N, 2) long (row, col) of the cell whose dynamic kernel made the mask
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class SiamDMN(nn.Module):
+    def __init__(self, config: NetworkConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or NetworkConfig()
+        c4, c8, c16 = STAGE_CHANNELS
+        emb, fpn = config.embed_channels, config.fpn_channels
+        self.backbone = MobileNetV2Features()
+        self.neck = nn.Sequential(nn.Conv2d(c16, emb, 1, bias=False), nn.BatchNorm2d(emb), nn.ReLU(inplace=True))
+        prior_ch = 1 if config.use_prior else 0
+
+        # Score / kernel-controller head on the correlation response (+ the prior at stride 16).
+        self.head = nn.Sequential(conv_bn_relu(emb + emb + prior_ch, emb), conv_bn_relu(emb, emb))
+        self.score_out = nn.Conv2d(emb, 1, 1)
+        self.controller = nn.Conv2d(emb, config.num_dynamic_params, 1)
+
+        # Mask-feature branch (FPN over the search crop, shared by every object's kernels).
+        self.lateral16 = nn.Conv2d(emb + emb, fpn, 1)
+        self.lateral8 = nn.Conv2d(c8, fpn, 1)
+        self.lateral4 = nn.Conv2d(c4, fpn, 1)
+        self.smooth8 = conv_bn_relu(fpn, fpn)
+        self.mask_tower = nn.Sequential(
+            conv_bn_relu(fpn + prior_ch, fpn), conv_bn_relu(fpn, fpn), nn.Conv2d(fpn, config.mask_channels, 1)
+        )
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self._init_heads()
+
+    def _init_heads(self) -> None:
+        # Start the score near the prior of a rare positive (focal-loss practice) and the dynamic
+        # kernels small, so the first mask logits are close to zero instead of saturated.
+        nn.init.constant_(self.score_out.bias, -4.0)
+        nn.init.normal_(self.score_out.weight, std=0.01)
+        nn.init.normal_(self.controller.weight, std=0.01)
+        nn.init.zeros_(self.controller.bias)
+
+    # ------------------------------------------------------------------ helpers
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8-range float images (N, 3, H, W) in RGB -> ImageNet-normalised input."""
+        return (images - self.pixel_mean) / self.pixel_std
+
+    @staticmethod
+    def _depthwise_xcorr(search: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """Per-object, per-channel correlation; output keeps the search map's size."""
+        n, c, h, w = search.shape
+        k = kernel.shape[-1]
+        pad_lo, pad_hi = (k - 1) // 2, k // 2
+        padded = F.pad(search, (pad_lo, pad_hi, pad_lo, pad_hi))
+        out = F.conv2d(padded.reshape(1, n * c, h + k - 1, w + k - 1), kernel.reshape(n * c, 1, k, k), groups=n * c)
+        return out.reshape(n, c, h, w) / float(k * k)
+
+    # ------------------------------------------------------------------ template
+    def embed_template(self, template: torch.Tensor, template_mask: torch.Tensor) -> TemplateEmbedding:
+        """template: (N, 3, T, T) RGB 0..255; template_mask: (N, 1, T, T) in [0, 1]."""
+        _, _, f16 = self.backbone(self.normalise(template))
+        feat = self.neck(f16)
+        mask = F.adaptive_avg_pool2d(template_mask, feat.shape[-2:])
+        weight = mask + self.config.background_weight * (1.0 - mask)
+        prototype = (feat * mask).sum((2, 3)) / mask.sum((2, 3)).clamp_min(1e-3)
+        return TemplateEmbedding(kernel=feat * weight, prototype=prototype)
+
+    # ------------------------------------------------------------------ search
+    def forward_search(
+        self,
+        search: torch.Tensor,
+        template: TemplateEmbedding,
+        prior: torch.Tensor | None = None,
+        location: torch.Tensor | None = None,
+        score_bias: torch.Tensor | None = None,
+    ) -> SearchOutput:
+        """Run the search branch for N objects at once.
+
+        search: (N, 3, S, S) RGB 0..255. prior: (N, 1, S, S) previous mask in [0, 1] or None.
+        location: (N, 2) cells to take the dynamic kernels from (training: the ground truth);
+        when None the best-scoring cell is used, after adding ``score_bias`` (N, 1, s, s) to the
+        logits (the tracker's cosine window / motion penalty).
+        """
+        cfg = self.config
+        n = search.shape[0]
+        f4, f8, f16 = self.backbone(self.normalise(search))
+        s16 = self.neck(f16)
+        response = self._depthwise_xcorr(s16, template.kernel)
+        proto_sim = s16 * template.prototype[:, :, None, None]  # channel-wise agreement with the object
+        corr = torch.cat([response, proto_sim], 1)
+        if cfg.use_prior:
+            if prior is None:
+                prior = search.new_zeros(n, 1, cfg.search_size, cfg.search_size)
+            prior16 = F.adaptive_avg_pool2d(prior, s16.shape[-2:])
+            prior4 = F.adaptive_avg_pool2d(prior, f4.shape[-2:])
+            hidden = self.head(torch.cat([corr, prior16], 1))
+        else:
+            hidden = self.head(corr)
+        score = self.score_out(hidden)
+        params = self.controller(hidden)
+
+        # FPN: stride 16 -> 8 -> 4.
+        p16 = self.lateral16(torch.cat([s16, response], 1))
+        p8 = self.smooth8(self.lateral8(f8) + F.interpolate(p16, size=f8.shape[-2:], mode="nearest"))
+        p4 = self.lateral4(f4) + F.interpolate(p8, size=f4.shape[-2:], mode="bilinear", align_corners=False)
+        if cfg.use_prior:
+            p4 = torch.cat([p4, prior4], 1)
+        mask_features = self.mask_tower(p4)
+
+        if location is None:
+            ranked = score if score_bias is None else score + score_bias
+            flat = ranked.flatten(1).argmax(1)
+            location = torch.stack([flat // ranked.shape[-1], flat % ranked.shape[-1]], 1)
+        kernel_params = params[torch.arange(n, device=params.device), :, location[:, 0], location[:, 1]]
+        mask_small = self.dynamic_mask(mask_features, kernel_params, location)
+        mask_logits = F.interpolate(mask_small, size=(cfg.search_size, cfg.search_size), mode="bilinear", align_corners=False)
+        return SearchOutput(score=score, mask_logits=mask_logits, location=location)
+
+    def dynamic_mask(self, mask_features: torch.Tensor, params: torch.Tensor, location: torch.Tensor) -> torch.Tensor:
+        """Apply each object's predicted 1x1-conv stack to the shared mask features.
+
+        mask_features: (N, C, h, w); params: (N, P); location: (N, 2) cells on the stride-16 grid.
+        The relative-coordinate channels tell the kernel where its object is, so the same
+        features can produce different masks for different objects.
+        """
+        cfg = self.config
+        n, _, h, w = mask_features.shape
+        ratio = cfg.feature_stride / cfg.mask_stride
+        centre_y = (location[:, 0].to(mask_features.dtype) + 0.5) * ratio - 0.5
+        centre_x = (location[:, 1].to(mask_features.dtype) + 0.5) * ratio - 0.5
+        ys = torch.arange(h, device=mask_features.device, dtype=mask_features.dtype)
+        xs = torch.arange(w, device=mask_features.device, dtype=mask_features.dtype)
+        rel_y = (ys[None, :, None] - centre_y[:, None, None]) / h
+        rel_x = (xs[None, None, :] - centre_x[:, None, None]) / w
+        coords = torch.stack([rel_y.expand(n, h, w), rel_x.expand(n, h, w)], 1)
+        x = torch.cat([mask_features, coords], 1).flatten(2)  # (N, C+2, h*w)
+
+        offset = 0
+        shapes = cfg.dynamic_param_shapes()
+        for index, (out_ch, in_ch) in enumerate(shapes):
+            weight = params[:, offset : offset + out_ch * in_ch].reshape(n, out_ch, in_ch)
+            offset += out_ch * in_ch
+            bias = params[:, offset : offset + out_ch].reshape(n, out_ch, 1)
+            offset += out_ch
+            x = torch.baddbmm(bias, weight, x)
+            if index < len(shapes) - 1:
+                x = F.relu(x)
+        return x.reshape(n, 1, h, w)
+
+    def forward(
+        self,
+        template: torch.Tensor,
+        template_mask: torch.Tensor,
+        search: torch.Tensor,
+        prior: torch.Tensor | None = None,
+        location: torch.Tensor | None = None,
+    ) -> SearchOutput:
+        """Training entry: one template/search pair per batch element."""
+        return self.forward_search(search, self.embed_template(template, template_mask), prior, location)

@@ -1,0 +1,413 @@
+"""Training pairs: (template crop + mask, search crop + mask, previous-mask prior, present flag).
+
+Three sources, mixed per batch:
+- DAVIS-format video folders: template and search frames from one sequence within ``max_gap``
+  frames; the prior is the ground truth of the frame before the search frame (real motion).
+- Static images with masks (DUTS): two random homographies of the same image make the pair;
+  colour/blur changes, pasted distractor objects and occluders make it hard.
+- Procedural textured shapes on textured backgrounds, with a crossing look-alike distractor:
+  cheap, unlimited, and close to the clean synthetic videos users test with.
+Every sample uses the crop geometry of :mod:`vosctl.geometry` with SiamMask-style scale and shift
+jitter, so the network sees what the tracker will feed it, including tracking errors. A fraction of
+pairs are negatives (target absent from the search crop) so the score learns to say "lost".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vosctl.geometry import crop_image, crop_matrix, mask_box, template_side
+
+cv2.setNumThreads(1)
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    template_size: int = 128
+    search_size: int = 256
+    context: float = 0.5
+    search_factor: float = 2.0  # search window side / template window side (SiamMask: 255/127)
+    max_gap: int = 25
+    scale_jitter: float = 0.25  # log-uniform range of the search window scale
+    shift_jitter: float = 0.12  # std of the search centre shift, as a fraction of the window side
+    negative_prob: float = 0.1
+    empty_prior_prob: float = 0.1
+    perturb_prior_prob: float = 0.6
+
+
+@dataclass
+class Sample:
+    template: np.ndarray  # (T, T, 3) uint8
+    template_mask: np.ndarray  # (T, T) float32 0..1
+    search: np.ndarray  # (S, S, 3) uint8
+    search_mask: np.ndarray  # (S, S) float32 0..1
+    prior: np.ndarray  # (S, S) float32 0..1
+    present: bool
+
+
+# --------------------------------------------------------------------------- sources
+class DavisFrames:
+    """All frames and masks of some DAVIS-layout sequences, held in memory (uint8)."""
+
+    def __init__(self, root: str | Path, sequences: list[str], max_side: int = 854) -> None:
+        self.root = Path(root)
+        self.frames: list[list[np.ndarray]] = []
+        self.masks: list[list[np.ndarray]] = []
+        self.names = sequences
+        for seq in sequences:
+            jpg_dir = self.root / "JPEGImages" / "480p" / seq
+            ann_dir = self.root / "Annotations" / "480p" / seq
+            names = sorted(p.stem for p in ann_dir.glob("*.png"))
+            frames, masks = [], []
+            for name in names:
+                bgr = cv2.imread(str(jpg_dir / f"{name}.jpg"), cv2.IMREAD_COLOR)
+                if bgr is None:
+                    raise FileNotFoundError(jpg_dir / f"{name}.jpg")
+                mask = cv2.imread(str(ann_dir / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+                if mask.ndim == 3:
+                    mask = mask.max(2)
+                frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
+                masks.append((mask > 0).astype(np.uint8))
+            self.frames.append(frames)
+            self.masks.append(masks)
+
+
+class StaticImages:
+    """Images + binary object masks (DUTS layout: images/<n>.jpg, masks/<n>.png, list.txt)."""
+
+    def __init__(self, root: str | Path, limit: int | None = None, max_side: int = 400) -> None:
+        root = Path(root)
+        names = (root / "list.txt").read_text().split()
+        if limit:
+            names = names[:limit]
+        self.images: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []
+        for name in names:
+            bgr = cv2.imread(str(root / "images" / f"{name}.jpg"), cv2.IMREAD_COLOR)
+            mask = cv2.imread(str(root / "masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+            if bgr is None or mask is None:
+                continue
+            scale = max_side / max(bgr.shape[:2])
+            if scale < 1:
+                size = (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale))
+                bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+                mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+            self.images.append(np.ascontiguousarray(bgr[:, :, ::-1]))
+            self.masks.append((mask > 0).astype(np.uint8))
+
+
+# --------------------------------------------------------------------------- helpers
+def _random_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Smooth colour noise plus fine grain: a cheap, endlessly varied texture."""
+    cells = int(rng.integers(2, 12))
+    low = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.float32)
+    base = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
+    kind = rng.integers(0, 3)
+    if kind == 1:  # stripes
+        period = rng.uniform(4, 24)
+        angle = rng.uniform(0, math.pi)
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        stripes = np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period)
+        base += (stripes[..., None] * rng.uniform(20, 60)).astype(np.float32)
+    elif kind == 2:  # checker
+        size = int(rng.integers(4, 20))
+        yy, xx = np.mgrid[0:height, 0:width]
+        checker = (((yy // size) + (xx // size)) % 2).astype(np.float32) * 2 - 1
+        base += (checker[..., None] * rng.uniform(20, 60)).astype(np.float32)
+    base += rng.normal(0, rng.uniform(2, 20), size=(height, width, 1)).astype(np.float32)
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def _random_shape_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    mask = np.zeros((height, width), np.uint8)
+    cx, cy = width / 2, height / 2
+    kind = rng.integers(0, 4)
+    if kind == 0:
+        mask[:] = 1  # rectangle (the whole patch)
+    elif kind == 1:
+        cv2.ellipse(mask, (int(cx), int(cy)), (int(width / 2) - 1, int(height / 2) - 1), 0, 0, 360, 1, -1)
+    else:
+        count = int(rng.integers(3, 9))
+        angles = np.sort(rng.uniform(0, 2 * math.pi, count))
+        radii = rng.uniform(0.5, 1.0, count)
+        pts = np.stack([cx + radii * np.cos(angles) * (width / 2 - 1), cy + radii * np.sin(angles) * (height / 2 - 1)], 1)
+        cv2.fillPoly(mask, [pts.astype(np.int32)], 1)
+    return mask
+
+
+def _photometric(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Brightness/contrast/colour jitter, sometimes blur or noise (on a crop: cheap)."""
+    out = image.astype(np.float32)
+    out = out * rng.uniform(0.75, 1.25) + rng.uniform(-25, 25)
+    out = out * rng.uniform(0.9, 1.1, size=(1, 1, 3))
+    if rng.random() < 0.2:
+        k = int(rng.choice([3, 5]))
+        out = cv2.GaussianBlur(out, (k, k), 0)
+    if rng.random() < 0.15:
+        out += rng.normal(0, 6, out.shape).astype(np.float32)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _perturb_prior(rng: np.random.Generator, prior: np.ndarray, cfg: PairConfig) -> np.ndarray:
+    """Simulate the tracker's previous mask: slightly moved, scaled, grown or eroded."""
+    size = prior.shape[0]
+    if rng.random() < cfg.perturb_prior_prob:
+        angle = rng.uniform(-6, 6)
+        scale = math.exp(rng.uniform(-0.08, 0.08))
+        matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+        matrix[:, 2] += rng.normal(0, 0.03 * size, 2)
+        prior = cv2.warpAffine(prior, matrix, (size, size), flags=cv2.INTER_LINEAR)
+    if rng.random() < 0.35:
+        k = int(rng.integers(1, 5)) * 2 + 1
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        prior = cv2.dilate(prior, kernel) if rng.random() < 0.5 else cv2.erode(prior, kernel)
+    return (prior > 0.5).astype(np.float32)
+
+
+def _paste(canvas: np.ndarray, canvas_mask: np.ndarray | None, patch: np.ndarray, patch_mask: np.ndarray, x: int, y: int) -> np.ndarray:
+    """Paste ``patch`` where ``patch_mask`` is set, at (x, y) (clipped); returns the pasted-area mask."""
+    h, w = canvas.shape[:2]
+    ph, pw = patch_mask.shape
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + pw, w), min(y + ph, h)
+    area = np.zeros((h, w), np.uint8)
+    if x1 <= x0 or y1 <= y0:
+        return area
+    sub_mask = patch_mask[y0 - y : y1 - y, x0 - x : x1 - x].astype(bool)
+    canvas[y0:y1, x0:x1][sub_mask] = patch[y0 - y : y1 - y, x0 - x : x1 - x][sub_mask]
+    area[y0:y1, x0:x1] = sub_mask
+    if canvas_mask is not None:
+        canvas_mask[area.astype(bool)] = 0
+    return area
+
+
+# --------------------------------------------------------------------------- pair sampler
+class PairSampler:
+    """Draws training samples from the available sources with fixed mixing weights."""
+
+    def __init__(
+        self,
+        cfg: PairConfig,
+        davis: DavisFrames | None,
+        static: StaticImages | None,
+        weights: tuple[float, float, float] = (0.5, 0.3, 0.2),
+    ) -> None:
+        self.cfg = cfg
+        self.davis = davis
+        self.static = static
+        w = np.array(weights, dtype=np.float64)
+        if davis is None or not davis.frames:
+            w[0] = 0
+        if static is None or not static.images:
+            w[1] = 0
+        self.weights = w / w.sum()
+
+    # -- crops -------------------------------------------------------------
+    def _make_sample(
+        self,
+        rng: np.random.Generator,
+        t_img: np.ndarray,
+        t_mask: np.ndarray,
+        s_img: np.ndarray,
+        s_mask: np.ndarray,
+        prior_mask: np.ndarray | None,
+        negative_img: np.ndarray | None = None,
+    ) -> Sample | None:
+        cfg = self.cfg
+        t_box = mask_box(t_mask)
+        if t_box is None:
+            return None
+        x, y, w, h = t_box
+        side_t = template_side(w, h, cfg.context) * math.exp(rng.uniform(-0.05, 0.05))
+        cx, cy = x + w / 2 + rng.normal(0, 0.03 * side_t), y + h / 2 + rng.normal(0, 0.03 * side_t)
+        tm = crop_matrix(cx, cy, side_t, cfg.template_size)
+        template = crop_image(t_img, tm, cfg.template_size)
+        template_mask = crop_image(t_mask.astype(np.float32), tm, cfg.template_size)
+
+        s_box = mask_box(s_mask)
+        present = s_box is not None and negative_img is None
+        ref = s_box if s_box is not None else t_box
+        sx, sy, sw, sh = ref
+        side_s = template_side(sw, sh, cfg.context) * cfg.search_factor
+        side_s *= math.exp(rng.uniform(-cfg.scale_jitter, cfg.scale_jitter))
+        shift = np.clip(rng.normal(0, cfg.shift_jitter, 2), -0.3, 0.3) * side_s
+        scx, scy = sx + sw / 2 + shift[0], sy + sh / 2 + shift[1]
+        if negative_img is not None:
+            # Target absent: a window from another image, at a random place and scale.
+            s_img = negative_img
+            nh, nw = s_img.shape[:2]
+            side_s = min(side_s, 1.5 * max(nh, nw))
+            scx, scy = rng.uniform(0, nw), rng.uniform(0, nh)
+        sm = crop_matrix(scx, scy, side_s, cfg.search_size)
+        search = crop_image(s_img, sm, cfg.search_size)
+        if present:
+            search_mask = crop_image(s_mask.astype(np.float32), sm, cfg.search_size)
+            if search_mask.sum() < 4:  # shifted out of the window entirely
+                present = False
+        if not present:
+            search_mask = np.zeros((cfg.search_size, cfg.search_size), np.float32)
+
+        if not present or prior_mask is None or rng.random() < cfg.empty_prior_prob:
+            prior = np.zeros_like(search_mask)
+        else:
+            prior = _perturb_prior(rng, crop_image(prior_mask.astype(np.float32), sm, cfg.search_size), cfg)
+        return Sample(
+            template=_photometric(rng, template) if rng.random() < 0.3 else template,
+            template_mask=template_mask,
+            search=_photometric(rng, search),
+            search_mask=search_mask,
+            prior=prior,
+            present=present,
+        )
+
+    # -- sources -----------------------------------------------------------
+    def _video_sample(self, rng: np.random.Generator) -> Sample | None:
+        assert self.davis is not None
+        seq = int(rng.integers(len(self.davis.frames)))
+        frames, masks = self.davis.frames[seq], self.davis.masks[seq]
+        n = len(frames)
+        t = int(rng.integers(n))
+        gap = int(rng.integers(1, self.cfg.max_gap + 1)) * (1 if rng.random() < 0.5 else -1)
+        s = int(np.clip(t + gap, 0, n - 1))
+        if s == t:
+            s = min(t + 1, n - 1) if t < n - 1 else t - 1
+        step = 1 if s > t else -1
+        prev = s - step * int(rng.integers(1, 4))
+        prev = int(np.clip(prev, 0, n - 1))
+        negative = None
+        if rng.random() < self.cfg.negative_prob:
+            other = (seq + int(rng.integers(1, len(self.davis.frames)))) % len(self.davis.frames) if len(self.davis.frames) > 1 else seq
+            negative = self.davis.frames[other][int(rng.integers(len(self.davis.frames[other])))]
+        return self._make_sample(rng, frames[t], masks[t], frames[s], masks[s], masks[prev], negative)
+
+    def _warp(self, rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarray]:
+        """Random homography (affine + mild perspective), same canvas size."""
+        h, w = mask.shape
+        src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+        centre = np.float32([w / 2, h / 2])
+        angle = rng.uniform(-20, 20) * strength
+        scale = math.exp(rng.uniform(-0.3, 0.3) * strength)
+        rot = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+        dst = (np.hstack([src, np.ones((4, 1), np.float32)]) @ rot.T).astype(np.float32)
+        dst += rng.normal(0, 0.03 * max(h, w) * strength, dst.shape).astype(np.float32)
+        dst += rng.uniform(-0.15, 0.15, 2).astype(np.float32) * np.float32([w, h]) * strength
+        del centre
+        homography = cv2.getPerspectiveTransform(src, dst)
+        img = cv2.warpPerspective(image, homography, (w, h), borderMode=cv2.BORDER_REFLECT_101)
+        msk = cv2.warpPerspective(mask, homography, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+        return img, msk
+
+    def _object_patch(self, rng: np.random.Generator, scale_to: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """A random other object from the static set, cut out by its mask and resized."""
+        assert self.static is not None
+        k = int(rng.integers(len(self.static.images)))
+        box = mask_box(self.static.masks[k])
+        if box is None:
+            return None
+        x, y, w, h = (int(v) for v in box)
+        patch = self.static.images[k][y : y + h, x : x + w]
+        pmask = self.static.masks[k][y : y + h, x : x + w]
+        factor = scale_to / max(w, h)
+        size = (max(2, round(w * factor)), max(2, round(h * factor)))
+        return cv2.resize(patch, size), cv2.resize(pmask, size, interpolation=cv2.INTER_NEAREST)
+
+    def _static_sample(self, rng: np.random.Generator) -> Sample | None:
+        assert self.static is not None
+        k = int(rng.integers(len(self.static.images)))
+        image, mask = self.static.images[k], self.static.masks[k]
+        t_img, t_mask = self._warp(rng, image, mask, 0.5)
+        s_img, s_mask = self._warp(rng, image, mask, 1.0)
+        s_img = s_img.copy()
+        s_mask = s_mask.copy()
+        prior_mask = s_mask.copy()  # prior = the object before distractors/occluders moved in
+        box = mask_box(s_mask)
+        if box is not None and rng.random() < 0.5:  # distractor object near the target
+            patch = self._object_patch(rng, max(box[2], box[3]) * rng.uniform(0.5, 1.2))
+            if patch is not None:
+                px = int(box[0] + rng.uniform(-1.0, 1.5) * box[2])
+                py = int(box[1] + rng.uniform(-1.0, 1.5) * box[3])
+                _paste(s_img, s_mask, patch[0], patch[1], px, py)
+        if box is not None and rng.random() < 0.2:  # occluder over part of the target
+            patch = self._object_patch(rng, max(box[2], box[3]) * rng.uniform(0.3, 0.6))
+            if patch is not None:
+                px = int(box[0] + rng.uniform(-0.2, 0.8) * box[2])
+                py = int(box[1] + rng.uniform(-0.2, 0.8) * box[3])
+                _paste(s_img, s_mask, patch[0], patch[1], px, py)
+        negative = None
+        if rng.random() < self.cfg.negative_prob:
+            negative = self.static.images[int(rng.integers(len(self.static.images)))]
+        return self._make_sample(rng, t_img, t_mask, s_img, s_mask, prior_mask, negative)
+
+    def _synthetic_sample(self, rng: np.random.Generator) -> Sample | None:
+        """Textured shape(s) moving over a textured background; sometimes a crossing look-alike."""
+        h, w = int(rng.integers(120, 360)), int(rng.integers(160, 480))
+        if self.static is not None and self.static.images and rng.random() < 0.5:
+            bg = self.static.images[int(rng.integers(len(self.static.images)))]
+            bg = cv2.resize(bg, (w, h))
+        else:
+            bg = _random_texture(rng, h, w)
+        size = int(min(h, w) * rng.uniform(0.12, 0.45))
+        oh, ow = max(6, int(size * rng.uniform(0.6, 1.4))), max(6, int(size * rng.uniform(0.6, 1.4)))
+        shape = _random_shape_mask(rng, oh, ow)
+        texture = _random_texture(rng, oh, ow)
+        distractor = None
+        if rng.random() < 0.5:
+            same_look = rng.random() < 0.4
+            dshape = _random_shape_mask(rng, oh, ow) if not same_look else shape
+            dtex = _random_texture(rng, oh, ow) if not same_look or rng.random() < 0.5 else texture
+            distractor = (dtex, dshape)
+
+        def render(pos: tuple[int, int], dpos: tuple[int, int], distractor_on_top: bool) -> tuple[np.ndarray, np.ndarray]:
+            frame = bg.copy()
+            mask = np.zeros((h, w), np.uint8)
+            if distractor is not None and not distractor_on_top:
+                _paste(frame, None, distractor[0], distractor[1], *dpos)
+            mask |= _paste(frame, None, texture, shape, *pos)
+            if distractor is not None and distractor_on_top:
+                _paste(frame, mask, distractor[0], distractor[1], *dpos)
+            return frame, mask
+
+        p0 = (int(rng.integers(-ow // 3, w - 2 * ow // 3)), int(rng.integers(-oh // 3, h - 2 * oh // 3)))
+        velocity = rng.normal(0, size * 0.15, 2)
+        p_prev = (int(p0[0] + velocity[0] * 4), int(p0[1] + velocity[1] * 4))
+        p1 = (int(p0[0] + velocity[0] * 5), int(p0[1] + velocity[1] * 5))
+        d0 = (int(rng.integers(0, max(1, w - ow))), int(rng.integers(0, max(1, h - oh))))
+        # The distractor heads towards the target so the two often overlap in the search frame.
+        d1 = (int((d0[0] + p1[0]) / 2 + rng.normal(0, size * 0.3)), int((d0[1] + p1[1]) / 2 + rng.normal(0, size * 0.3)))
+        on_top = bool(rng.random() < 0.3)
+        t_img, t_mask = render(p0, d0, False)
+        s_img, s_mask = render(p1, d1, on_top)
+        _, prev_mask = render(p_prev, d1, on_top)
+        negative = _random_texture(rng, h, w) if rng.random() < self.cfg.negative_prob else None
+        return self._make_sample(rng, t_img, t_mask, s_img, s_mask, prev_mask, negative)
+
+    def sample(self, rng: np.random.Generator) -> Sample:
+        makers = (self._video_sample, self._static_sample, self._synthetic_sample)
+        while True:
+            source = int(rng.choice(3, p=self.weights))
+            sample = makers[source](rng)
+            if sample is not None:
+                return sample
+
+    def batch(self, rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
+        samples = [self.sample(rng) for _ in range(size)]
+        return {
+            "template": np.stack([s.template for s in samples]),
+            "template_mask": np.stack([s.template_mask for s in samples]),
+            "search": np.stack([s.search for s in samples]),
+            "search_mask": np.stack([s.search_mask for s in samples]),
+            "prior": np.stack([s.prior for s in samples]),
+            "present": np.array([s.present for s in samples]),
+        }
+
+
+def default_sequences(root: str | Path) -> list[str]:
+    path = Path(root) / "ImageSets" / "2016" / "train.txt"
+    if path.exists():
+        return path.read_text().split()
+    return sorted(os.listdir(Path(root) / "Annotations" / "480p"))

@@ -1,0 +1,302 @@
+"""Resumable, seeded training loop for SiamDMN (``vosctl train CONFIG``).
+
+The run folder holds ``last.pt`` (full state: weights, optimiser, step; written every few
+minutes and at each epoch end, atomically), ``log.jsonl`` (one JSON line per log event) and
+``model.pt`` (the compact fp16 inference checkpoint, refreshed at each epoch end). Batches are
+drawn from ``np.random.default_rng([seed, step])`` so a resumed run sees the same data it would
+have seen without the interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vosctl.errors import InputError
+from vosctl.geometry import mask_box
+from vosctl.model.checkpoint import save_checkpoint
+from vosctl.model.network import NetworkConfig, SiamDMN
+from vosctl.train.data import DavisFrames, PairConfig, PairSampler, StaticImages, default_sequences
+from vosctl.train.losses import centre_heatmap, focal_heatmap_loss, mask_loss
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/default"
+    davis_root: str | None = None  # DAVIS layout (after shared/data/davis2016-train/unpack.py)
+    heldout: list[str] = field(default_factory=list)  # never trained on; evaluated every epoch
+    static_root: str | None = None  # DUTS layout
+    static_limit: int | None = None
+    imagenet_weights: str | None = None
+    source_weights: tuple[float, float, float] = (0.5, 0.3, 0.2)  # video, static, synthetic
+    batch_size: int = 16
+    steps: int = 8000
+    epoch_steps: int = 400
+    lr: float = 6e-4
+    backbone_lr_scale: float = 0.15
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    seed: int = 0
+    bf16: bool = True
+    checkpoint_minutes: float = 4.0
+    heldout_max_frames: int = 60
+    loss_weights: dict[str, float] = field(default_factory=lambda: {"score": 1.0, "bce": 2.0, "dice": 1.0})
+    network: dict[str, Any] = field(default_factory=dict)
+    pairs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"training config {path} does not exist")
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise InputError(f"training config {path} is not valid JSON ({error.msg}, line {error.lineno})") from error
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InputError(f"training config {path} has unknown keys: {', '.join(unknown)}")
+        config = cls(**raw)
+        base = path.parent
+        # Relative data paths are relative to the config file, so configs travel with the repo.
+        for key in ("davis_root", "static_root", "imagenet_weights"):
+            value = getattr(config, key)
+            if value and not Path(value).is_absolute():
+                setattr(config, key, str((base / value).resolve()))
+        if not Path(config.run_dir).is_absolute():
+            config.run_dir = str((base / config.run_dir).resolve())
+        return config
+
+
+def _select_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _freeze_backbone_bn(model: SiamDMN) -> None:
+    """ImageNet BN statistics stay fixed: batches of 16 crops are too small to re-estimate them."""
+    for module in model.backbone.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    def image(x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float()
+        return t.contiguous(memory_format=torch.channels_last)
+
+    return {
+        "template": image(batch["template"]),
+        "template_mask": torch.from_numpy(batch["template_mask"]).to(device).unsqueeze(1),
+        "search": image(batch["search"]),
+        "search_mask": torch.from_numpy(batch["search_mask"]).to(device).unsqueeze(1),
+        "prior": torch.from_numpy(batch["prior"]).to(device).unsqueeze(1),
+        "present": torch.from_numpy(batch["present"]).to(device),
+    }
+
+
+def _centres(search_mask: np.ndarray) -> np.ndarray:
+    centres = np.zeros((search_mask.shape[0], 2), np.float32)
+    for i, mask in enumerate(search_mask):
+        box = mask_box(mask > 0.5)
+        if box is not None:
+            centres[i] = (box[0] + box[2] / 2, box[1] + box[3] / 2)
+    return centres
+
+
+def compute_losses(
+    model: SiamDMN, batch: dict[str, np.ndarray], device: torch.device, weights: dict[str, float], rng: np.random.Generator
+) -> tuple[torch.Tensor, dict[str, float]]:
+    cfg = model.config
+    tensors = _to_tensors(batch, device)
+    centres = torch.from_numpy(_centres(batch["search_mask"])).to(device)
+    present = tensors["present"]
+    grid = cfg.score_size
+    cells = (centres / cfg.feature_stride).floor().long().clamp(0, grid - 1)
+    # Kernels are taken near (not always at) the centre: the tracker's peak is never exact.
+    jitter = torch.from_numpy(rng.integers(-1, 2, size=(len(cells), 2)) * (rng.random((len(cells), 1)) < 0.3)).to(device)
+    location = (cells[:, [1, 0]] + jitter).clamp(0, grid - 1)  # (row, col)
+
+    # Absent targets: kernels from a random cell must still return an empty mask.
+    random_cells = torch.from_numpy(rng.integers(0, grid, size=(len(cells), 2))).to(device)
+    location = torch.where(present[:, None], location, random_cells)
+    template = model.embed_template(tensors["template"], tensors["template_mask"])
+    out = model.forward_search(tensors["search"], template, tensors["prior"], location=location)
+    heat = centre_heatmap(centres, present, grid, cfg.feature_stride)
+    score_loss = focal_heatmap_loss(out.score, heat)
+    bce, dice = mask_loss(out.mask_logits, tensors["search_mask"], present)
+    total = weights["score"] * score_loss + weights["bce"] * bce + weights["dice"] * dice
+    with torch.no_grad():
+        pred = out.mask_logits.float() > 0
+        gt = tensors["search_mask"] > 0.5
+        inter = (pred & gt).flatten(1).sum(1).float()
+        union = (pred | gt).flatten(1).sum(1).float()
+        iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+    return total, {
+        "loss": float(total.detach()),
+        "score": float(score_loss),
+        "bce": float(bce),
+        "dice": float(dice),
+        "iou": float(iou[present].mean()) if bool(present.any()) else float("nan"),
+    }
+
+
+def heldout_j(model: SiamDMN, davis: DavisFrames, max_frames: int, device: torch.device) -> dict[str, float]:
+    """Track each held-out sequence from its first mask with the real tracker; mean J per sequence."""
+    from vosctl.tracker import Segmenter
+
+    segmenter = Segmenter(model=model, device=str(device), model_name="training")
+    results: dict[str, float] = {}
+    for name, frames, masks in zip(davis.names, davis.frames, davis.masks):
+        frames, masks = frames[:max_frames], masks[:max_frames]
+        scores = []
+        for index, result in enumerate(segmenter.track(frames, labels=masks[0])):
+            if 0 < index < len(frames) - 1:  # DAVIS excludes the first and the last frame
+                pred, gt = result.labels > 0, masks[index] > 0
+                union = np.logical_or(pred, gt).sum()
+                scores.append(1.0 if union == 0 else np.logical_and(pred, gt).sum() / union)
+        results[name] = float(np.mean(scores)) if scores else float("nan")
+    return results
+
+
+def train(cfg: TrainConfig, device: str = "auto", resume: bool = True) -> Path:
+    torch_device = _select_device(device)
+    torch.manual_seed(cfg.seed)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    log_path = run_dir / "log.jsonl"
+
+    def log(event: dict[str, Any]) -> None:
+        event = {"time": round(time.time(), 1), **event}
+        with log_path.open("a") as handle:
+            handle.write(json.dumps(event) + "\n")
+        print(json.dumps(event), flush=True)
+
+    model = SiamDMN(NetworkConfig(**cfg.network)).to(torch_device)
+    pair_cfg = PairConfig(template_size=model.config.template_size, search_size=model.config.search_size, **cfg.pairs)
+    step = 0
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model.backbone.parameters(), "lr_scale": cfg.backbone_lr_scale},
+            {"params": [p for n, p in model.named_parameters() if not n.startswith("backbone.")], "lr_scale": 1.0},
+        ],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+    )
+    last = run_dir / "last.pt"
+    if resume and last.exists():
+        state = torch.load(last, map_location=torch_device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        log({"event": "resumed", "step": step})
+    elif cfg.imagenet_weights:
+        missing = model.backbone.load_imagenet(cfg.imagenet_weights)
+        log({"event": "imagenet_init", "missing_keys": len(missing)})
+    model = model.to(memory_format=torch.channels_last)
+
+    # Data (held-out sequences are never part of the training sources).
+    davis = heldout = None
+    if cfg.davis_root:
+        sequences = default_sequences(cfg.davis_root)
+        train_seqs = [s for s in sequences if s not in set(cfg.heldout)]
+        davis = DavisFrames(cfg.davis_root, train_seqs)
+        if cfg.heldout:
+            heldout = DavisFrames(cfg.davis_root, [s for s in cfg.heldout if s in sequences])
+        log({"event": "data", "train_sequences": train_seqs, "heldout": cfg.heldout})
+    static = StaticImages(cfg.static_root, cfg.static_limit) if cfg.static_root else None
+    sampler = PairSampler(pair_cfg, davis, static, cfg.source_weights)
+
+    def make_batch(batch_step: int) -> tuple[dict[str, np.ndarray], np.random.Generator]:
+        rng = np.random.default_rng([cfg.seed, batch_step])
+        return sampler.batch(rng, cfg.batch_size), rng
+
+    def save_full(reason: str) -> None:
+        tmp = last.with_name(f".last.pt.tmp-{os.getpid()}")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
+        os.replace(tmp, last)
+        log({"event": "checkpoint", "step": step, "reason": reason})
+
+    def export(extra: dict[str, Any]) -> None:
+        metadata = {
+            "name": run_dir.name,
+            "steps": step,
+            "batch_size": cfg.batch_size,
+            "heldout_sequences": cfg.heldout,
+            "train_config": asdict(cfg),
+            "device": str(torch_device),
+            "torch": torch.__version__,
+            **extra,
+        }
+        save_checkpoint(model, run_dir / "model.pt", metadata)
+
+    pool = ThreadPoolExecutor(max_workers=1)  # cv2 releases the GIL: the next batch is built during this step
+    pending = pool.submit(make_batch, step)
+    last_save = time.monotonic()
+    window: list[dict[str, float]] = []
+    t_epoch = time.monotonic()
+    wall_start = time.monotonic()
+    while step < cfg.steps:
+        model.train()
+        _freeze_backbone_bn(model)
+        batch, rng = pending.result()
+        pending = pool.submit(make_batch, step + 1)
+        factor = _lr_factor(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * factor * group["lr_scale"]
+        with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss, stats = compute_losses(model, batch, torch_device, cfg.loss_weights, rng)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        step += 1
+        window.append(stats)
+        if step % 50 == 0:
+            mean = {k: round(float(np.nanmean([w[k] for w in window])), 4) for k in window[0]}
+            log({"event": "train", "step": step, "lr": round(cfg.lr * factor, 7), **mean})
+            window.clear()
+        if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
+            save_full("timer")
+            last_save = time.monotonic()
+        if step % cfg.epoch_steps == 0 or step == cfg.steps:
+            save_full("epoch")
+            last_save = time.monotonic()
+            extra: dict[str, Any] = {"epoch_seconds": round(time.monotonic() - t_epoch, 1)}
+            if heldout is not None and heldout.frames:
+                model.eval()
+                try:
+                    per_seq = heldout_j(model, heldout, cfg.heldout_max_frames, torch_device)
+                    extra["heldout_j"] = per_seq
+                    extra["heldout_j_mean"] = round(float(np.mean(list(per_seq.values()))), 4)
+                except Exception as error:  # evaluation must never kill a long training run
+                    extra["heldout_error"] = f"{type(error).__name__}: {error}"
+            log({"event": "epoch", "step": step, **extra})
+            export({k: v for k, v in extra.items() if k.startswith("heldout")})
+            t_epoch = time.monotonic()
+    pool.shutdown(wait=False, cancel_futures=True)
+    log({"event": "done", "step": step, "session_seconds": round(time.monotonic() - wall_start, 1)})
+    return run_dir / "model.pt"
+
+
+def train_from_config(config_path: str | os.PathLike[str], resume: bool = True, device: str = "auto") -> Path:
+    return train(TrainConfig.from_json(config_path), device=device, resume=resume)

@@ -1,0 +1,41 @@
+"""Losses: a focal loss on the centre score map, BCE + Dice on the mask."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def centre_heatmap(boxes_centre: torch.Tensor, present: torch.Tensor, size: int, stride: int, sigma: float = 0.8) -> torch.Tensor:
+    """Gaussian targets on the score grid; all zeros where the target is absent.
+
+    boxes_centre: (N, 2) object centres (x, y) in search-crop pixels.
+    """
+    cells = (torch.arange(size, dtype=torch.float32, device=boxes_centre.device) + 0.5) * stride
+    dx = (cells[None, None, :] - boxes_centre[:, 0, None, None]) / stride
+    dy = (cells[None, :, None] - boxes_centre[:, 1, None, None]) / stride
+    heat = torch.exp(-(dx**2 + dy**2) / (2 * sigma**2))
+    return (heat * present[:, None, None].float()).unsqueeze(1)
+
+
+def focal_heatmap_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss, normalised by the number of positive samples."""
+    prob = torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
+    positive = target.ge(0.99).float()
+    pos_loss = -torch.log(prob) * (1 - prob) ** alpha * positive
+    neg_loss = -torch.log(1 - prob) * prob**alpha * (1 - target) ** beta * (1 - positive)
+    num_pos = positive.sum().clamp_min(1.0)
+    return (pos_loss.sum() + neg_loss.sum()) / num_pos
+
+
+def mask_loss(logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel BCE over every sample (absent targets must give empty masks) + Dice where present."""
+    logits = logits.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    prob = torch.sigmoid(logits).flatten(1)
+    tgt = target.flatten(1)
+    inter = (prob * tgt).sum(1)
+    dice = 1 - (2 * inter + 1) / (prob.sum(1) + tgt.sum(1) + 1)
+    weight = present.float()
+    dice_loss = (dice * weight).sum() / weight.sum().clamp_min(1.0)
+    return bce, dice_loss
