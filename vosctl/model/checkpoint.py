@@ -75,7 +75,9 @@ def load_checkpoint(name_or_path: str | os.PathLike[str], device: str | torch.de
     """Build the network from a checkpoint; returns (model in eval mode, metadata)."""
     path = resolve_checkpoint(name_or_path)
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        # TorchVersion (a str subclass) appears in the metadata of early checkpoints.
+        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+            blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a corrupt file
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(error).__name__})") from error
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:

@@ -176,7 +176,8 @@ class SiamDMN(nn.Module):
     ) -> SearchOutput:
         """Run the search branch for N objects at once.
 
-        search: (N, 3, S, S) RGB 0..255. prior: (N, 1, S, S) previous mask in [0, 1] or None.
+        search: (N, 3, H, W) RGB 0..255 (H, W multiples of 16; the crop is S x S).
+        prior: (N, 1, H, W) previous mask in [0, 1] or None.
         location: (N, 2) cells to take the dynamic kernels from (training: the ground truth);
         when None the best-scoring cell is used, after adding ``score_bias`` (N, 1, s, s) to the
         logits (the tracker's cosine window / motion penalty).
@@ -190,7 +191,7 @@ class SiamDMN(nn.Module):
         corr = torch.cat([response, proto_sim], 1)
         if cfg.use_prior:
             if prior is None:
-                prior = search.new_zeros(n, 1, cfg.search_size, cfg.search_size)
+                prior = search.new_zeros(n, 1, *search.shape[-2:])
             prior16 = F.adaptive_avg_pool2d(prior, s16.shape[-2:])
             prior4 = F.adaptive_avg_pool2d(prior, f4.shape[-2:])
             hidden = self.head(torch.cat([corr, prior16], 1))
@@ -213,7 +214,7 @@ class SiamDMN(nn.Module):
             location = torch.stack([flat // ranked.shape[-1], flat % ranked.shape[-1]], 1)
         kernel_params = params[torch.arange(n, device=params.device), :, location[:, 0], location[:, 1]]
         mask_small = self.dynamic_mask(mask_features, kernel_params, location)
-        mask_logits = F.interpolate(mask_small, size=(cfg.search_size, cfg.search_size), mode="bilinear", align_corners=False)
+        mask_logits = F.interpolate(mask_small, size=search.shape[-2:], mode="bilinear", align_corners=False)
         return SearchOutput(score=score, mask_logits=mask_logits, location=location)
 
     def dynamic_mask(self, mask_features: torch.Tensor, params: torch.Tensor, location: torch.Tensor) -> torch.Tensor:
@@ -230,8 +231,10 @@ class SiamDMN(nn.Module):
         centre_x = (location[:, 1].to(mask_features.dtype) + 0.5) * ratio - 0.5
         ys = torch.arange(h, device=mask_features.device, dtype=mask_features.dtype)
         xs = torch.arange(w, device=mask_features.device, dtype=mask_features.dtype)
-        rel_y = (ys[None, :, None] - centre_y[:, None, None]) / h
-        rel_x = (xs[None, None, :] - centre_x[:, None, None]) / w
+        # Normalised by the crop's grid size (a constant), so larger inputs (the full-frame
+        # ablation) keep the coordinate scale the kernels were trained with.
+        rel_y = (ys[None, :, None] - centre_y[:, None, None]) / cfg.mask_size
+        rel_x = (xs[None, None, :] - centre_x[:, None, None]) / cfg.mask_size
         coords = torch.stack([rel_y.expand(n, h, w), rel_x.expand(n, h, w)], 1)
         x = torch.cat([mask_features, coords], 1).flatten(2)  # (N, C+2, h*w)
 

@@ -244,7 +244,7 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True) -> Path:
             "heldout_sequences": cfg.heldout,
             "train_config": asdict(cfg),
             "device": str(torch_device),
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
             **extra,
         }
         save_checkpoint(model, run_dir / "model.pt", metadata)

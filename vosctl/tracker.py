@@ -1,0 +1,376 @@
+"""The cropped-search tracking loop: explicit per-object state, one batched forward per frame.
+
+Usage from Python::
+
+    from vosctl import Segmenter
+    seg = Segmenter.from_pretrained("default")
+    for result in seg.track(frames, labels=first_mask):   # a generator: one result per frame
+        result.labels          # uint8 HxW, the prompt's object ids
+        result.objects[1]      # ObjectResult(box, area, score, lost)
+
+or drive it yourself: ``state = seg.init_state(first_rgb, labels)`` then ``seg.step(state, rgb)``.
+
+Per frame, for every object: crop a search window around its last position (wider while it is
+lost), crop its previous mask the same way as a prior, run the network for all objects in one
+batch, choose the centre cell (score + cosine window), decode the mask from that cell's dynamic
+kernels, paste it back into the frame, resolve overlaps by per-pixel argmax, and update position
+and size from the mask (size smoothed). A score below ``lost_threshold`` marks the object lost:
+its mask is empty (never drifting onto background) until the score, searched over a growing
+window, passes ``found_threshold`` again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from vosctl.errors import InputError
+from vosctl.geometry import PAD_COLOUR, crop_image, crop_matrix, mask_box, template_side
+from vosctl.model.network import SiamDMN, TemplateEmbedding
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    context: float = 0.5  # template window = box + context x half-perimeter (SiamMask)
+    window_influence: float = 0.35  # strength of the cosine-window motion penalty on the score
+    lost_threshold: float = 0.15  # peak score (probability) below which an object is lost
+    found_threshold: float = 0.3  # peak score needed to re-acquire a lost object (hysteresis)
+    mask_threshold: float = 0.5
+    size_smoothing: float = 0.6  # weight of the new mask-derived size (0: never adapt, 1: no smoothing)
+    lost_growth: float = 1.25  # search window grows by this factor per lost frame ...
+    lost_max_scale: float = 4.0  # ... up to this multiple of the normal window
+    min_size: float = 8.0  # object box never shrinks below this (pixels)
+    full_frame: bool = False  # ablation: search the whole frame (at the crop's scale) instead of a crop
+    precision: str = "auto"  # "auto" (bf16 where the CPU/GPU supports it), "bf16" or "fp32"
+
+
+@dataclass
+class ObjectResult:
+    object_id: int
+    box: tuple[int, int, int, int] | None  # x, y, w, h of the mask; None when empty
+    area: int
+    score: float
+    lost: bool
+
+
+@dataclass
+class FrameResult:
+    index: int
+    labels: np.ndarray  # uint8 (H, W)
+    objects: dict[int, ObjectResult]
+
+
+@dataclass
+class ObjectState:
+    object_id: int
+    cx: float
+    cy: float
+    w: float
+    h: float
+    score: float = 1.0
+    lost: bool = False
+    lost_frames: int = 0  # consecutive frames lost
+    lost_history: list[int] = field(default_factory=list)  # frame indices reported lost
+
+
+@dataclass
+class TrackState:
+    """Everything the tracker knows between frames; no hidden globals."""
+
+    width: int
+    height: int
+    objects: list[ObjectState]
+    templates: TemplateEmbedding
+    prev_labels: np.ndarray
+    frame_index: int = 0
+    # Reused buffers (the per-frame loop must not allocate per object per frame).
+    search_buffer: np.ndarray | None = None
+    prior_buffer: np.ndarray | None = None
+    prob_buffer: np.ndarray | None = None
+
+
+def _pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA GPU is available")
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"unknown device '{device}' (use auto, cpu or cuda)")
+    return torch.device(device)
+
+
+def _bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class Segmenter:
+    """Semi-supervised VOS with SiamDMN: first-frame mask or boxes in, per-frame masks out."""
+
+    def __init__(
+        self,
+        model: SiamDMN,
+        device: str = "auto",
+        config: SegmenterConfig | None = None,
+        model_name: str = "custom",
+    ) -> None:
+        self.config = config or SegmenterConfig()
+        self.torch_device = _pick_device(device)
+        self.device = str(self.torch_device)
+        self.model = model.to(self.torch_device).eval().to(memory_format=torch.channels_last)
+        self.model_name = model_name
+        net = model.config
+        self.search_size = net.search_size
+        self.template_size = net.template_size
+        self.search_factor = net.search_size / net.template_size
+        precision = self.config.precision
+        self.use_bf16 = precision == "bf16" or (precision == "auto" and _bf16_supported(self.torch_device))
+        grid = net.score_size
+        hann = np.hanning(grid + 2)[1:-1]
+        window = np.outer(hann, hann).astype(np.float32)
+        # Cosine window as a logit bias: 0 at the centre, strongly negative at the border.
+        self._window_bias = torch.from_numpy(self.config.window_influence * 8.0 * (window / window.max() - 1.0))
+        self._window_bias = self._window_bias.to(self.torch_device)[None, None]
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str = "default", device: str = "auto", config: SegmenterConfig | None = None
+    ) -> Segmenter:
+        from vosctl.model.checkpoint import load_checkpoint
+
+        model, metadata = load_checkpoint(name_or_path)
+        segmenter = cls(model, device=device, config=config, model_name=str(metadata.get("name", name_or_path)))
+        segmenter.metadata = metadata
+        return segmenter
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.torch_device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+
+    def _images_to_tensor(self, images: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(images).to(self.torch_device, non_blocking=True)
+        return tensor.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
+
+    def _window_side(self, obj: ObjectState) -> float:
+        side = template_side(obj.w, obj.h, self.config.context) * self.search_factor
+        if obj.lost:
+            side *= min(self.config.lost_growth ** obj.lost_frames, self.config.lost_max_scale)
+        return side
+
+    def _embed(self, rgb: np.ndarray, labels: np.ndarray, objects: list[ObjectState]) -> TemplateEmbedding:
+        size = self.template_size
+        crops = np.empty((len(objects), size, size, 3), np.uint8)
+        masks = np.empty((len(objects), size, size), np.float32)
+        for i, obj in enumerate(objects):
+            matrix = crop_matrix(obj.cx, obj.cy, template_side(obj.w, obj.h, self.config.context), size)
+            crops[i] = crop_image(rgb, matrix, size)
+            masks[i] = crop_image((labels == obj.object_id).astype(np.float32), matrix, size)
+        with torch.inference_mode(), self._autocast():
+            return self.model.embed_template(
+                self._images_to_tensor(crops), torch.from_numpy(masks).to(self.torch_device)[:, None]
+            )
+
+    # ------------------------------------------------------------------ state
+    def init_state(
+        self,
+        rgb: np.ndarray,
+        labels: np.ndarray | None = None,
+        boxes: list[tuple[float, float, float, float]] | None = None,
+    ) -> tuple[TrackState, FrameResult]:
+        """Start tracking from the first frame; returns the state and the first frame's result.
+
+        ``labels``: uint8 label map (0 background, ids kept). ``boxes``: (x, y, w, h) per object,
+        ids 1..N; the first mask is then predicted by the network inside each box (SiamMask-style).
+        """
+        height, width = rgb.shape[:2]
+        if labels is None and not boxes:
+            raise InputError("a first-frame mask or at least one box is needed")
+        if labels is not None:
+            if labels.shape != (height, width):
+                raise InputError(
+                    f"mask is {labels.shape[1]}x{labels.shape[0]} but the frames are {width}x{height}"
+                )
+            labels = np.ascontiguousarray(labels, dtype=np.uint8)
+        else:
+            labels = self._labels_from_boxes(rgb, boxes or [])
+        ids = [int(i) for i in np.unique(labels) if i != 0]
+        if not ids:
+            raise InputError("the first-frame mask contains no object")
+        objects = []
+        for object_id in ids:
+            x, y, w, h = mask_box(labels == object_id)  # type: ignore[misc]
+            objects.append(ObjectState(object_id, x + w / 2, y + h / 2, max(w, self.config.min_size), max(h, self.config.min_size)))
+        state = TrackState(width, height, objects, self._embed(rgb, labels, objects), labels.copy())
+        return state, self._result(state, labels, [1.0] * len(objects))
+
+    def _labels_from_boxes(self, rgb: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
+        """Box prompt: the network segments the first frame from a box-shaped template and prior."""
+        height, width = rgb.shape[:2]
+        box_labels = np.zeros((height, width), np.uint8)
+        objects = []
+        for object_id, (x, y, w, h) in enumerate(boxes, start=1):
+            x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
+            x1, y1 = min(width, int(round(x + w))), min(height, int(round(y + h)))
+            if x1 <= x0 or y1 <= y0:
+                raise InputError(f"box {x:g},{y:g},{w:g},{h:g} lies outside the {width}x{height} frame")
+            box_labels[y0:y1, x0:x1] = object_id
+            objects.append(ObjectState(object_id, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0))
+        templates = self._embed(rgb, box_labels, objects)
+        state = TrackState(width, height, objects, templates, box_labels)
+        probs, _ = self._segment(state, rgb, box_prompt=True)
+        # Keep the prediction inside its (slightly grown) box, as a box prompt promises.
+        labels = np.zeros((height, width), np.uint8)
+        for i, obj in enumerate(objects):
+            margin_x, margin_y = 0.05 * obj.w, 0.05 * obj.h
+            inside = np.zeros((height, width), bool)
+            inside[
+                max(0, int(obj.cy - obj.h / 2 - margin_y)) : int(math.ceil(obj.cy + obj.h / 2 + margin_y)),
+                max(0, int(obj.cx - obj.w / 2 - margin_x)) : int(math.ceil(obj.cx + obj.w / 2 + margin_x)),
+            ] = True
+            probs[i] *= inside
+        if probs.shape[0]:
+            best = probs.argmax(0)
+            keep = probs.max(0) > self.config.mask_threshold
+            labels[keep] = np.asarray([o.object_id for o in objects], np.uint8)[best[keep]]
+        for obj in objects:  # a box the network left empty falls back to the box itself
+            if not (labels == obj.object_id).any():
+                labels[(box_labels == obj.object_id) & (labels == 0)] = obj.object_id
+        return labels
+
+    # ------------------------------------------------------------------ per frame
+    def _search_geometry(self, state: TrackState, obj: ObjectState) -> tuple[np.ndarray, tuple[int, int]]:
+        """Crop matrix and network input size (H, W) for one object."""
+        if self.config.full_frame:
+            # The whole frame at the scale the crop would have had, padded to a multiple of 16.
+            scale = self.search_size / self._window_side(obj)
+            out_w = int(math.ceil(state.width * scale / 16) * 16)
+            out_h = int(math.ceil(state.height * scale / 16) * 16)
+            matrix = np.array([[scale, 0, 0], [0, scale, 0]], np.float64)
+            return matrix, (out_h, out_w)
+        side = self._window_side(obj)
+        return crop_matrix(obj.cx, obj.cy, side, self.search_size), (self.search_size, self.search_size)
+
+    def _segment(self, state: TrackState, rgb: np.ndarray, box_prompt: bool = False) -> tuple[np.ndarray, list[float]]:
+        """One batched forward for all objects; returns full-frame mask probabilities and peak scores."""
+        objects = state.objects
+        n = len(objects)
+        geometry = [self._search_geometry(state, obj) for obj in objects]
+        in_h = max(g[1][0] for g in geometry)
+        in_w = max(g[1][1] for g in geometry)
+        if state.search_buffer is None or state.search_buffer.shape != (n, in_h, in_w, 3):
+            state.search_buffer = np.empty((n, in_h, in_w, 3), np.uint8)
+            state.prior_buffer = np.empty((n, in_h, in_w), np.uint8)
+            state.prob_buffer = np.empty((n, state.height, state.width), np.float32)
+        search, prior = state.search_buffer, state.prior_buffer
+        assert prior is not None and state.prob_buffer is not None
+        for i, (obj, (matrix, _)) in enumerate(zip(objects, geometry)):
+            cv2.warpAffine(rgb, matrix, (in_w, in_h), dst=search[i], flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=PAD_COLOUR)
+            if obj.lost and not box_prompt:
+                prior[i].fill(0)
+            else:  # the previous mask, cropped like the search image (0/255 -> thresholded below)
+                own = np.multiply(state.prev_labels == obj.object_id, 255, dtype=np.uint8)
+                cv2.warpAffine(own, matrix, (in_w, in_h), dst=prior[i], flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+        bias = None
+        if not self.config.full_frame:
+            lost = torch.tensor([o.lost for o in objects], device=self.torch_device)
+            # Lost objects search the whole (widened) window without a motion penalty.
+            bias = torch.where(lost[:, None, None, None], torch.zeros_like(self._window_bias), self._window_bias)
+        with torch.inference_mode(), self._autocast():
+            out = self.model.forward_search(
+                self._images_to_tensor(search),
+                state.templates,
+                torch.from_numpy(prior).to(self.torch_device)[:, None].gt(127).float(),
+                score_bias=bias,
+            )
+            rows, cols = out.location[:, 0], out.location[:, 1]
+            peak = torch.sigmoid(out.score[torch.arange(n), 0, rows, cols].float()).cpu().numpy()
+            mask_prob = torch.sigmoid(out.mask_logits.float())[:, 0].cpu().numpy()
+
+        probs = state.prob_buffer
+        for i, (matrix, _) in enumerate(geometry):
+            cv2.warpAffine(mask_prob[i], matrix, (state.width, state.height), dst=probs[i],
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return probs, [float(p) for p in peak]
+
+    def step(self, state: TrackState, rgb: np.ndarray) -> FrameResult:
+        """Segment the next frame and advance the state."""
+        if rgb.shape[:2] != (state.height, state.width):
+            raise InputError(f"frame {state.frame_index + 1} is {rgb.shape[1]}x{rgb.shape[0]}, expected {state.width}x{state.height}")
+        state.frame_index += 1
+        cfg = self.config
+        probs, scores = self._segment(state, rgb)
+        for i, obj in enumerate(state.objects):
+            threshold = cfg.found_threshold if obj.lost else cfg.lost_threshold
+            if scores[i] < threshold:
+                probs[i].fill(0.0)  # lost: write nothing rather than drift onto background
+        labels = np.zeros((state.height, state.width), np.uint8)
+        if len(state.objects) == 1:
+            labels[probs[0] > cfg.mask_threshold] = state.objects[0].object_id
+        else:
+            best = probs.argmax(0)
+            keep = probs.max(0) > cfg.mask_threshold
+            ids = np.asarray([o.object_id for o in state.objects], np.uint8)
+            labels[keep] = ids[best[keep]]
+        result = self._result(state, labels, scores)
+        for obj in state.objects:
+            info = result.objects[obj.object_id]
+            obj.score = info.score
+            if info.box is None:
+                obj.lost = True
+                obj.lost_frames += 1
+                obj.lost_history.append(state.frame_index)
+                continue
+            x, y, w, h = info.box
+            obj.lost, obj.lost_frames = False, 0
+            obj.cx, obj.cy = x + w / 2, y + h / 2
+            alpha = cfg.size_smoothing
+            obj.w = max(cfg.min_size, (1 - alpha) * obj.w + alpha * w)
+            obj.h = max(cfg.min_size, (1 - alpha) * obj.h + alpha * h)
+        for obj in state.objects:
+            result.objects[obj.object_id].lost = obj.lost
+        state.prev_labels = labels
+        return result
+
+    def _result(self, state: TrackState, labels: np.ndarray, scores: list[float]) -> FrameResult:
+        objects: dict[int, ObjectResult] = {}
+        ids = [o.object_id for o in state.objects]
+        # One pass over the pixels for all objects' areas.
+        areas = np.bincount(labels.ravel(), minlength=256)
+        for obj_id, score in zip(ids, scores):
+            box = None
+            if areas[obj_id]:
+                fx, fy, fw, fh = mask_box(labels == obj_id)  # type: ignore[misc]
+                box = (int(fx), int(fy), int(fw), int(fh))
+            objects[obj_id] = ObjectResult(obj_id, box, int(areas[obj_id]), round(score, 4), box is None)
+        return FrameResult(state.frame_index, labels, objects)
+
+    # ------------------------------------------------------------------ generator API
+    def track(
+        self,
+        frames: Iterable[np.ndarray],
+        labels: np.ndarray | None = None,
+        boxes: list[tuple[float, float, float, float]] | None = None,
+    ) -> Iterator[FrameResult]:
+        """Yield one :class:`FrameResult` per frame; the first frame carries the prompt."""
+        iterator = iter(frames)
+        try:
+            first = next(iterator)
+        except StopIteration:
+            return
+        state, result = self.init_state(first, labels=labels, boxes=boxes)
+        yield result
+        for rgb in iterator:
+            yield self.step(state, rgb)
+
