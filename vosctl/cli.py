@@ -58,9 +58,7 @@ def segment(
     ],
     mask: Annotated[
         Path | None,
-        typer.Option(
-            "--mask", "-m", help="First-frame mask PNG (binary, DAVIS palette with ids, or RGBA alpha)."
-        ),
+        typer.Option("--mask", "-m", help="First-frame mask PNG (binary, DAVIS palette with ids, or RGBA alpha)."),
     ] = None,
     mask_pattern: Annotated[
         str | None,
@@ -77,25 +75,40 @@ def segment(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Output folder (default: <input stem>_vos/ beside the input). "
-            "With several inputs: a parent folder that gets one <stem>_vos/ per input."
+            "--output",
+            "-o",
+            help="Output folder (default: <input stem>_vos/ beside the input). "
+            "With several inputs: a parent folder that gets one <stem>_vos/ per input.",
         ),
     ] = None,
     png: Annotated[bool, typer.Option("--png", help="Write masks/00000.png ... (DAVIS palette).")] = False,
     overlay: Annotated[bool, typer.Option("--overlay", help="Write overlay.mp4 (H.264).")] = False,
     alpha: Annotated[bool, typer.Option("--alpha", help="Write an alpha matte for compositing.")] = False,
     alpha_format: Annotated[
-        str, typer.Option("--alpha-format", help="prores (.mov 4444), webm (VP9 alpha), png (RGBA sequence) or gray (mp4 matte).")
+        str,
+        typer.Option(
+            "--alpha-format", help="prores (.mov 4444), webm (VP9 alpha), png (RGBA sequence) or gray (mp4 matte)."
+        ),
     ] = "prores",
-    track_json: Annotated[bool, typer.Option("--track-json", help="Write track.json (box, area, score, lost per object and frame).")] = False,
-    track_csv: Annotated[bool, typer.Option("--track-csv", help="Write track.csv (same fields as track.json).")] = False,
+    track_json: Annotated[
+        bool, typer.Option("--track-json", help="Write track.json (box, area, score, lost per object and frame).")
+    ] = False,
+    track_csv: Annotated[
+        bool, typer.Option("--track-csv", help="Write track.csv (same fields as track.json).")
+    ] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     model: Annotated[str, typer.Option("--model", help="Model name in models/ or a checkpoint path.")] = "default",
-    start_frame: Annotated[int, typer.Option("--start-frame", min=0, help="Frame index the prompt belongs to; earlier frames are skipped.")] = 0,
-    full_frame: Annotated[bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")] = False,
+    start_frame: Annotated[
+        int, typer.Option("--start-frame", min=0, help="Frame index the prompt belongs to; earlier frames are skipped.")
+    ] = 0,
+    full_frame: Annotated[
+        bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    json_summary: Annotated[bool, typer.Option("--json", help="Print one JSON summary line per input on stdout.")] = False,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="Print one JSON summary line per input on stdout.")
+    ] = False,
 ) -> None:
     """Segment every frame of INPUT from a first-frame mask or boxes."""
     from vosctl.jobs.segment import SegmentOptions, run_segment_cli
@@ -134,12 +147,16 @@ def benchmark(
     split: Annotated[str, typer.Option("--split", help="Split name in ImageSets/<year>/.")] = "val",
     sequences: Annotated[str | None, typer.Option("--sequences", help="Comma-separated subset of sequences.")] = None,
     results: Annotated[Path | None, typer.Option("--results", help="Folder for (or with) result masks.")] = None,
-    eval_only: Annotated[bool, typer.Option("--eval-only", help="Only evaluate the masks already in --results.")] = False,
+    eval_only: Annotated[
+        bool, typer.Option("--eval-only", help="Only evaluate the masks already in --results.")
+    ] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write per-sequence rows as CSV here.")] = None,
     model: Annotated[str, typer.Option("--model", help="Model name in models/ or a checkpoint path.")] = "default",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    full_frame: Annotated[bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")] = False,
+    full_frame: Annotated[
+        bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run vosctl on DAVIS and compute the official J and F measures (or evaluate another tool's masks)."""
@@ -169,7 +186,9 @@ def benchmark(
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Training config (JSON).")],
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Resume from the run folder's last checkpoint.")] = True,
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Resume from the run folder's last checkpoint.")
+    ] = True,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Train the SiamDMN network from a JSON config (resumable)."""

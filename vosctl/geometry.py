@@ -28,9 +28,7 @@ def crop_matrix(cx: float, cy: float, side: float, out: int) -> np.ndarray:
     return np.array([[scale, 0.0, out / 2.0 - scale * cx], [0.0, scale, out / 2.0 - scale * cy]], dtype=np.float64)
 
 
-def crop_image(
-    image: np.ndarray, matrix: np.ndarray, out: int, interpolation: int = cv2.INTER_LINEAR
-) -> np.ndarray:
+def crop_image(image: np.ndarray, matrix: np.ndarray, out: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """Resample ``image`` (HxWx3 uint8 or HxW float/uint8) into an ``out`` x ``out`` crop."""
     border = PAD_COLOUR if image.ndim == 3 else 0
     return cv2.warpAffine(
@@ -38,7 +36,9 @@ def crop_image(
     )
 
 
-def paste_crop(crop: np.ndarray, matrix: np.ndarray, width: int, height: int, out: np.ndarray | None = None) -> np.ndarray:
+def paste_crop(
+    crop: np.ndarray, matrix: np.ndarray, width: int, height: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """Inverse of :func:`crop_image` for a single-channel map: crop -> frame (zero outside the crop)."""
     return cv2.warpAffine(
         crop,

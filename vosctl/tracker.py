@@ -163,7 +163,7 @@ class Segmenter:
     def _window_side(self, obj: ObjectState) -> float:
         side = template_side(obj.w, obj.h, self.config.context) * self.search_factor
         if obj.lost:
-            side *= min(self.config.lost_growth ** obj.lost_frames, self.config.lost_max_scale)
+            side *= min(self.config.lost_growth**obj.lost_frames, self.config.lost_max_scale)
         return side
 
     def _embed(self, rgb: np.ndarray, labels: np.ndarray, objects: list[ObjectState]) -> TemplateEmbedding:
@@ -196,9 +196,7 @@ class Segmenter:
             raise InputError("a first-frame mask or at least one box is needed")
         if labels is not None:
             if labels.shape != (height, width):
-                raise InputError(
-                    f"mask is {labels.shape[1]}x{labels.shape[0]} but the frames are {width}x{height}"
-                )
+                raise InputError(f"mask is {labels.shape[1]}x{labels.shape[0]} but the frames are {width}x{height}")
             labels = np.ascontiguousarray(labels, dtype=np.uint8)
         else:
             labels = self._labels_from_boxes(rgb, boxes or [])
@@ -208,7 +206,9 @@ class Segmenter:
         objects = []
         for object_id in ids:
             x, y, w, h = mask_box(labels == object_id)  # type: ignore[misc]
-            objects.append(ObjectState(object_id, x + w / 2, y + h / 2, max(w, self.config.min_size), max(h, self.config.min_size)))
+            objects.append(
+                ObjectState(object_id, x + w / 2, y + h / 2, max(w, self.config.min_size), max(h, self.config.min_size))
+            )
         state = TrackState(width, height, objects, self._embed(rgb, labels, objects), labels.copy())
         return state, self._result(state, labels, [1.0] * len(objects))
 
@@ -273,14 +273,28 @@ class Segmenter:
         search, prior = state.search_buffer, state.prior_buffer
         assert prior is not None and state.prob_buffer is not None
         for i, (obj, (matrix, _)) in enumerate(zip(objects, geometry)):
-            cv2.warpAffine(rgb, matrix, (in_w, in_h), dst=search[i], flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=PAD_COLOUR)
+            cv2.warpAffine(
+                rgb,
+                matrix,
+                (in_w, in_h),
+                dst=search[i],
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=PAD_COLOUR,
+            )
             if obj.lost and not box_prompt:
                 prior[i].fill(0)
             else:  # the previous mask, cropped like the search image (0/255 -> thresholded below)
                 own = np.multiply(state.prev_labels == obj.object_id, 255, dtype=np.uint8)
-                cv2.warpAffine(own, matrix, (in_w, in_h), dst=prior[i], flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                cv2.warpAffine(
+                    own,
+                    matrix,
+                    (in_w, in_h),
+                    dst=prior[i],
+                    flags=cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_CONSTANT,
+                    borderValue=0,
+                )
 
         bias = None
         if not self.config.full_frame:
@@ -300,14 +314,23 @@ class Segmenter:
 
         probs = state.prob_buffer
         for i, (matrix, _) in enumerate(geometry):
-            cv2.warpAffine(mask_prob[i], matrix, (state.width, state.height), dst=probs[i],
-                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            cv2.warpAffine(
+                mask_prob[i],
+                matrix,
+                (state.width, state.height),
+                dst=probs[i],
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0,
+            )
         return probs, [float(p) for p in peak]
 
     def step(self, state: TrackState, rgb: np.ndarray) -> FrameResult:
         """Segment the next frame and advance the state."""
         if rgb.shape[:2] != (state.height, state.width):
-            raise InputError(f"frame {state.frame_index + 1} is {rgb.shape[1]}x{rgb.shape[0]}, expected {state.width}x{state.height}")
+            raise InputError(
+                f"frame {state.frame_index + 1} is {rgb.shape[1]}x{rgb.shape[0]}, expected {state.width}x{state.height}"
+            )
         state.frame_index += 1
         cfg = self.config
         probs, scores = self._segment(state, rgb)
@@ -373,4 +396,3 @@ class Segmenter:
         yield result
         for rgb in iterator:
             yield self.step(state, rgb)
-

@@ -71,7 +71,9 @@ def save_checkpoint(model: SiamDMN, path: str | os.PathLike[str], metadata: dict
     return path
 
 
-def load_checkpoint(name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[SiamDMN, dict[str, Any]]:
+def load_checkpoint(
+    name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[SiamDMN, dict[str, Any]]:
     """Build the network from a checkpoint; returns (model in eval mode, metadata)."""
     path = resolve_checkpoint(name_or_path)
     try:

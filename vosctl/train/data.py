@@ -136,7 +136,9 @@ def _random_shape_mask(rng: np.random.Generator, height: int, width: int) -> np.
         count = int(rng.integers(3, 9))
         angles = np.sort(rng.uniform(0, 2 * math.pi, count))
         radii = rng.uniform(0.5, 1.0, count)
-        pts = np.stack([cx + radii * np.cos(angles) * (width / 2 - 1), cy + radii * np.sin(angles) * (height / 2 - 1)], 1)
+        pts = np.stack(
+            [cx + radii * np.cos(angles) * (width / 2 - 1), cy + radii * np.sin(angles) * (height / 2 - 1)], 1
+        )
         cv2.fillPoly(mask, [pts.astype(np.int32)], 1)
     return mask
 
@@ -170,7 +172,9 @@ def _perturb_prior(rng: np.random.Generator, prior: np.ndarray, cfg: PairConfig)
     return (prior > 0.5).astype(np.float32)
 
 
-def _paste(canvas: np.ndarray, canvas_mask: np.ndarray | None, patch: np.ndarray, patch_mask: np.ndarray, x: int, y: int) -> np.ndarray:
+def _paste(
+    canvas: np.ndarray, canvas_mask: np.ndarray | None, patch: np.ndarray, patch_mask: np.ndarray, x: int, y: int
+) -> np.ndarray:
     """Paste ``patch`` where ``patch_mask`` is set, at (x, y) (clipped); returns the pasted-area mask."""
     h, w = canvas.shape[:2]
     ph, pw = patch_mask.shape
@@ -281,11 +285,17 @@ class PairSampler:
         prev = int(np.clip(prev, 0, n - 1))
         negative = None
         if rng.random() < self.cfg.negative_prob:
-            other = (seq + int(rng.integers(1, len(self.davis.frames)))) % len(self.davis.frames) if len(self.davis.frames) > 1 else seq
+            other = (
+                (seq + int(rng.integers(1, len(self.davis.frames)))) % len(self.davis.frames)
+                if len(self.davis.frames) > 1
+                else seq
+            )
             negative = self.davis.frames[other][int(rng.integers(len(self.davis.frames[other])))]
         return self._make_sample(rng, frames[t], masks[t], frames[s], masks[s], masks[prev], negative)
 
-    def _warp(self, rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarray]:
+    def _warp(
+        self, rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, strength: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Random homography (affine + mild perspective), same canvas size."""
         h, w = mask.shape
         src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
@@ -362,7 +372,9 @@ class PairSampler:
             dtex = _random_texture(rng, oh, ow) if not same_look or rng.random() < 0.5 else texture
             distractor = (dtex, dshape)
 
-        def render(pos: tuple[int, int], dpos: tuple[int, int], distractor_on_top: bool) -> tuple[np.ndarray, np.ndarray]:
+        def render(
+            pos: tuple[int, int], dpos: tuple[int, int], distractor_on_top: bool
+        ) -> tuple[np.ndarray, np.ndarray]:
             frame = bg.copy()
             mask = np.zeros((h, w), np.uint8)
             if distractor is not None and not distractor_on_top:
@@ -378,7 +390,10 @@ class PairSampler:
         p1 = (int(p0[0] + velocity[0] * 5), int(p0[1] + velocity[1] * 5))
         d0 = (int(rng.integers(0, max(1, w - ow))), int(rng.integers(0, max(1, h - oh))))
         # The distractor heads towards the target so the two often overlap in the search frame.
-        d1 = (int((d0[0] + p1[0]) / 2 + rng.normal(0, size * 0.3)), int((d0[1] + p1[1]) / 2 + rng.normal(0, size * 0.3)))
+        d1 = (
+            int((d0[0] + p1[0]) / 2 + rng.normal(0, size * 0.3)),
+            int((d0[1] + p1[1]) / 2 + rng.normal(0, size * 0.3)),
+        )
         on_top = bool(rng.random() < 0.3)
         t_img, t_mask = render(p0, d0, False)
         s_img, s_mask = render(p1, d1, on_top)

@@ -123,7 +123,11 @@ def _centres(search_mask: np.ndarray) -> np.ndarray:
 
 
 def compute_losses(
-    model: SiamDMN, batch: dict[str, np.ndarray], device: torch.device, weights: dict[str, float], rng: np.random.Generator
+    model: SiamDMN,
+    batch: dict[str, np.ndarray],
+    device: torch.device,
+    weights: dict[str, float],
+    rng: np.random.Generator,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     cfg = model.config
     tensors = _to_tensors(batch, device)
@@ -132,7 +136,9 @@ def compute_losses(
     grid = cfg.score_size
     cells = (centres / cfg.feature_stride).floor().long().clamp(0, grid - 1)
     # Kernels are taken near (not always at) the centre: the tracker's peak is never exact.
-    jitter = torch.from_numpy(rng.integers(-1, 2, size=(len(cells), 2)) * (rng.random((len(cells), 1)) < 0.3)).to(device)
+    jitter = torch.from_numpy(rng.integers(-1, 2, size=(len(cells), 2)) * (rng.random((len(cells), 1)) < 0.3)).to(
+        device
+    )
     location = (cells[:, [1, 0]] + jitter).clamp(0, grid - 1)  # (row, col)
 
     # Absent targets: kernels from a random cell must still return an empty mask.
@@ -152,9 +158,9 @@ def compute_losses(
         iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
     return total, {
         "loss": float(total.detach()),
-        "score": float(score_loss),
-        "bce": float(bce),
-        "dice": float(dice),
+        "score": float(score_loss.detach()),
+        "bce": float(bce.detach()),
+        "dice": float(dice.detach()),
         "iou": float(iou[present].mean()) if bool(present.any()) else float("nan"),
     }
 

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 
-def centre_heatmap(boxes_centre: torch.Tensor, present: torch.Tensor, size: int, stride: int, sigma: float = 0.8) -> torch.Tensor:
+def centre_heatmap(
+    boxes_centre: torch.Tensor, present: torch.Tensor, size: int, stride: int, sigma: float = 0.8
+) -> torch.Tensor:
     """Gaussian targets on the score grid; all zeros where the target is absent.
 
     boxes_centre: (N, 2) object centres (x, y) in search-crop pixels.
@@ -18,7 +20,9 @@ def centre_heatmap(boxes_centre: torch.Tensor, present: torch.Tensor, size: int,
     return (heat * present[:, None, None].float()).unsqueeze(1)
 
 
-def focal_heatmap_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
+def focal_heatmap_loss(
+    logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0
+) -> torch.Tensor:
     """CenterNet's penalty-reduced focal loss, normalised by the number of positive samples."""
     prob = torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
     positive = target.ge(0.99).float()

@@ -1,0 +1,140 @@
+"""Network shapes and gradients, a tiny training run whose loss must fall, checkpoint round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vosctl.errors import CheckpointError
+from vosctl.model.backbone import MobileNetV2Features
+from vosctl.model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from vosctl.model.network import NetworkConfig, SiamDMN
+
+SMALL = NetworkConfig(template_size=64, search_size=128)
+
+
+def _inputs(n: int, cfg: NetworkConfig) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    template = torch.rand(n, 3, cfg.template_size, cfg.template_size, generator=g) * 255
+    template_mask = (torch.rand(n, 1, cfg.template_size, cfg.template_size, generator=g) > 0.5).float()
+    search = torch.rand(n, 3, cfg.search_size, cfg.search_size, generator=g) * 255
+    prior = (torch.rand(n, 1, cfg.search_size, cfg.search_size, generator=g) > 0.5).float()
+    return template, template_mask, search, prior
+
+
+def test_backbone_keys_match_torchvision_layout() -> None:
+    keys = MobileNetV2Features().state_dict().keys()
+    assert "features.0.0.weight" in keys
+    assert "features.1.conv.0.0.weight" in keys  # expand ratio 1: no expansion layer
+    assert "features.2.conv.0.0.weight" in keys and "features.2.conv.3.running_var" in keys
+    assert "features.13.conv.2.weight" in keys and "features.14.conv.0.0.weight" not in keys
+
+
+def test_shapes_and_gradients() -> None:
+    model = SiamDMN(SMALL)
+    template, template_mask, search, prior = _inputs(3, SMALL)
+    out = model(template, template_mask, search, prior)
+    grid = SMALL.search_size // 16
+    assert out.score.shape == (3, 1, grid, grid)
+    assert out.mask_logits.shape == (3, 1, SMALL.search_size, SMALL.search_size)
+    assert out.location.shape == (3, 2)
+    (out.mask_logits.mean() + out.score.mean()).backward()
+    for name in ("backbone.features.0.0.weight", "neck.0.weight", "controller.weight", "mask_tower.2.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_dynamic_kernels_differ_per_location() -> None:
+    """The mask depends on where the kernel is taken (relative coordinates), as the method needs."""
+    torch.manual_seed(0)
+    model = SiamDMN(SMALL).eval()
+    template, template_mask, search, prior = _inputs(1, SMALL)
+    with torch.no_grad():
+        emb = model.embed_template(template, template_mask)
+        a = model.forward_search(search, emb, prior, location=torch.tensor([[1, 1]])).mask_logits
+        b = model.forward_search(search, emb, prior, location=torch.tensor([[6, 6]])).mask_logits
+    assert not torch.allclose(a, b)
+
+
+def test_tiny_training_run_loss_falls(tmp_path: Path) -> None:
+    """A few steps on synthetic shapes only: the loss must go down."""
+    from vosctl.train.loop import TrainConfig, train
+
+    config = TrainConfig(
+        run_dir=str(tmp_path / "run"),
+        source_weights=(0.0, 0.0, 1.0),
+        batch_size=4,
+        steps=40,
+        epoch_steps=40,
+        warmup_steps=2,
+        lr=1e-3,
+        backbone_lr_scale=0.5,
+        bf16=False,
+        network={"template_size": 64, "search_size": 128},
+        pairs={"negative_prob": 0.0},
+    )
+    torch.set_num_threads(2)
+    model_path = train(config, device="cpu", resume=False)
+    assert model_path.is_file()
+    # Compare the loss on fixed batches before and after training.
+    from vosctl.train.data import PairConfig, PairSampler
+    from vosctl.train.loop import compute_losses
+
+    sampler = PairSampler(PairConfig(template_size=64, search_size=128, negative_prob=0.0), None, None, (0, 0, 1))
+    fresh = SiamDMN(NetworkConfig(template_size=64, search_size=128))
+    trained, _ = load_checkpoint(model_path)
+
+    def mean_loss(model: SiamDMN) -> float:
+        model.eval()
+        values = []
+        with torch.no_grad():
+            for seed in range(3):
+                rng = np.random.default_rng([123, seed])
+                batch = sampler.batch(rng, 8)
+                loss, _ = compute_losses(model, batch, torch.device("cpu"), config.loss_weights, rng)
+                values.append(float(loss))
+        return float(np.mean(values))
+
+    assert mean_loss(trained) < 0.8 * mean_loss(fresh)
+
+
+def test_checkpoint_round_trip_identical_outputs(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = SiamDMN(SMALL).eval()
+    # Round weights to fp16 first so the fp16 export is exact.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    path = save_checkpoint(model, tmp_path / "m.pt", {"name": "unit"})
+    loaded, meta = load_checkpoint(path)
+    assert meta["name"] == "unit"
+    inputs = _inputs(2, SMALL)
+    with torch.no_grad():
+        a = model(*inputs, location=torch.tensor([[3, 3], [4, 2]]))
+        b = loaded(*inputs, location=torch.tensor([[3, 3], [4, 2]]))
+    assert torch.equal(a.mask_logits, b.mask_logits) and torch.equal(a.score, b.score)
+
+
+def test_missing_and_incompatible_checkpoints(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        resolve_checkpoint("no-such-model")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        resolve_checkpoint(str(tmp_path / "nothing.pt"))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(bad)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(1)}, other)
+    with pytest.raises(CheckpointError, match="not a vosctl"):
+        load_checkpoint(other)
+    model = SiamDMN(SMALL)
+    blob_path = save_checkpoint(model, tmp_path / "v.pt", {})
+    blob = torch.load(blob_path, weights_only=True)
+    blob["network"]["mask_channels"] = 4  # architecture no longer matches the weights
+    torch.save(blob, blob_path)
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_checkpoint(blob_path)

@@ -1,0 +1,325 @@
+"""The ``segment`` job: inputs -> Segmenter -> sinks, one summary per input. No algorithm here.
+
+Output safety: everything for one input is written into a hidden temporary folder beside the
+output folder, and moved into place only when the whole video is done. A failure (bad input,
+crash, Ctrl-C) removes the temporary folder, so nothing half-written is ever left behind. Outputs
+that already exist are refused (exit 2) unless ``--force``, and an output may never be an input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vosctl.errors import InputError, VosctlError
+
+ALPHA_FORMATS = {"prores": "alpha.mov", "webm": "alpha.webm", "png": "alpha", "gray": "alpha.mp4"}
+
+
+@dataclass
+class SegmentOptions:
+    inputs: list[str]
+    mask: Path | None = None
+    mask_pattern: str | None = None
+    boxes: list[str] = field(default_factory=list)
+    output: Path | None = None
+    png: bool = False
+    overlay: bool = False
+    alpha: bool = False
+    alpha_format: str = "prores"
+    track_json: bool = False
+    track_csv: bool = False
+    device: str = "auto"
+    model: str = "default"
+    start_frame: int = 0
+    full_frame: bool = False
+    force: bool = False
+    quiet: bool = False
+    json_summary: bool = False
+
+
+@dataclass
+class JobPlan:
+    """What will be read and written for one input, decided before any work starts."""
+
+    input_path: Path
+    mask_path: Path | None
+    output_dir: Path
+    outputs: dict[str, str]  # kind -> name inside output_dir
+
+
+def expand_inputs(inputs: list[str], stdin: Any = None) -> list[Path]:
+    """Input arguments, with '-' replaced by the non-empty lines of stdin (one path per line)."""
+    paths: list[Path] = []
+    for item in inputs:
+        if item == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            paths.extend(Path(line.strip()) for line in stream if line.strip())
+        else:
+            paths.append(Path(item))
+    if not paths:
+        raise InputError("no input given (pass video files or frame folders, or '-' to read paths from stdin)")
+    return paths
+
+
+def mask_for(options: SegmentOptions, input_path: Path) -> Path | None:
+    if options.mask_pattern:
+        stem = input_path.stem if input_path.is_file() or input_path.suffix else input_path.name
+        text = options.mask_pattern.format(
+            stem=stem, name=input_path.name, dir=str(input_path.parent), path=str(input_path)
+        )
+        return Path(text)
+    return options.mask
+
+
+def plan_job(options: SegmentOptions, input_path: Path, batch: bool) -> JobPlan:
+    if options.alpha_format not in ALPHA_FORMATS:
+        raise InputError(f"unknown --alpha-format '{options.alpha_format}' (use {', '.join(ALPHA_FORMATS)})")
+    chosen = options.png or options.overlay or options.alpha or options.track_json or options.track_csv
+    outputs: dict[str, str] = {}
+    if options.png or not chosen:
+        outputs["png"] = "masks"
+    if options.overlay or not chosen:
+        outputs["overlay"] = "overlay.mp4"
+    if options.alpha:
+        outputs["alpha"] = ALPHA_FORMATS[options.alpha_format]
+    if options.track_json:
+        outputs["track_json"] = "track.json"
+    if options.track_csv:
+        outputs["track_csv"] = "track.csv"
+
+    name = input_path.stem if input_path.suffix else input_path.name
+    if options.output is None:
+        output_dir = input_path.parent / f"{name}_vos"
+    elif batch:
+        output_dir = options.output / f"{name}_vos"
+    else:
+        output_dir = options.output
+    return JobPlan(input_path, mask_for(options, input_path), output_dir, outputs)
+
+
+def check_plan(plan: JobPlan, options: SegmentOptions) -> None:
+    """Refuse before any work: missing inputs, existing outputs (without --force), output == input."""
+    if not plan.input_path.exists():
+        raise InputError(f"input {plan.input_path} does not exist")
+    if plan.mask_path is not None and not plan.mask_path.is_file():
+        raise InputError(f"mask {plan.mask_path} does not exist")
+    if plan.mask_path is None and not options.boxes:
+        raise InputError("give the first-frame object as --mask PNG, --mask-pattern or --box X,Y,W,H")
+    if plan.mask_path is not None and options.boxes:
+        raise InputError("give either a mask or boxes, not both")
+    protected = {plan.input_path.resolve()}
+    if plan.mask_path is not None:
+        protected.add(plan.mask_path.resolve())
+    for target in plan.outputs.values():
+        path = (plan.output_dir / target).resolve()
+        if path in protected or any(p.is_relative_to(path) for p in protected):
+            raise InputError(f"output {plan.output_dir / target} would overwrite an input")
+        if path.exists() and not options.force:
+            raise InputError(f"output {plan.output_dir / target} already exists (use --force to replace it)")
+
+
+def _progress(total: int | None, description: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]:.1f} fps"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    progress.start()
+    progress.add_task(description, total=total, fps=0.0)
+    return progress
+
+
+def _frames(source: Any, start_frame: int) -> Iterator[Any]:
+    for frame in source:
+        if frame.index >= start_frame:
+            yield frame
+
+
+def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str, Any]:
+    """Segment one input into ``plan.output_dir``; returns the summary dict."""
+    from vosctl.io import (
+        AlphaSink,
+        OverlayVideoSink,
+        PngMaskSink,
+        TrackCsvSink,
+        TrackSink,
+        boxes_prompt,
+        open_video,
+        parse_box,
+        read_mask_prompt,
+    )
+
+    started = time.perf_counter()
+    plan.output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = plan.output_dir.parent / f".{plan.output_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    sinks: list[Any] = []
+    progress = None
+    try:
+        with open_video(plan.input_path) as source:
+            width, height = source.width, source.height
+            labels = boxes = None
+            if plan.mask_path is not None:
+                labels = read_mask_prompt(plan.mask_path, width, height)
+            else:
+                boxes = [
+                    (b.x, b.y, b.w, b.h) for b in boxes_prompt([parse_box(t) for t in options.boxes], width, height)
+                ]
+            outputs = plan.outputs
+            if "png" in outputs:
+                sinks.append(PngMaskSink(staging / outputs["png"]))
+            if "overlay" in outputs:
+                sinks.append(OverlayVideoSink(staging / outputs["overlay"], source.fps, width, height))
+            if "alpha" in outputs:
+                sinks.append(AlphaSink(staging / outputs["alpha"], source.fps, width, height, options.alpha_format))
+            if "track_json" in outputs:
+                sinks.append(TrackSink(staging / outputs["track_json"], fps=source.fps))
+            if "track_csv" in outputs:
+                sinks.append(TrackCsvSink(staging / outputs["track_csv"], fps=source.fps))
+
+            total = None if source.frame_count is None else max(0, source.frame_count - options.start_frame)
+            show = not options.quiet and sys.stderr.isatty()
+            progress = _progress(total, plan.input_path.name, show)
+            # The tracker pulls frames lazily; remember the current one to hand it to the sinks.
+            current: dict[str, Any] = {}
+
+            def frames_in_order() -> Iterator[Any]:
+                for frame in _frames(source, options.start_frame):
+                    current["frame"] = frame
+                    yield frame.rgb
+
+            count = 0
+            segment_seconds = 0.0
+            lost: dict[int, int] = {}
+            t_seg = time.perf_counter()
+            for result in segmenter.track(frames_in_order(), labels=labels, boxes=boxes):
+                segment_seconds += time.perf_counter() - t_seg
+                frame = current["frame"]
+                for sink in sinks:
+                    sink.write(frame.index, frame.rgb, result.labels, result.objects)
+                for object_id, info in result.objects.items():
+                    lost.setdefault(object_id, 0)
+                    if info.lost:
+                        lost[object_id] += 1
+                count += 1
+                if progress is not None:
+                    elapsed = time.perf_counter() - started
+                    progress.update(progress.task_ids[0], advance=1, fps=count / max(elapsed, 1e-6))
+                t_seg = time.perf_counter()
+            if count == 0:
+                raise InputError(
+                    f"input {plan.input_path} has no frames at or after --start-frame {options.start_frame}"
+                )
+        for sink in sinks:
+            sink.close()
+        sinks.clear()
+        _commit(staging, plan, options.force)
+    except BaseException:
+        for sink in sinks:
+            try:
+                sink.abort()
+            except Exception:  # cleanup must not hide the real error
+                pass
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
+        shutil.rmtree(staging, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    return {
+        "input": str(plan.input_path),
+        "output": str(plan.output_dir),
+        "frames": count,
+        "objects": sorted(lost),
+        "seconds": round(seconds, 3),
+        "fps": round(count / seconds, 2) if seconds > 0 else None,
+        "segment_fps": round(count / segment_seconds, 2) if segment_seconds > 0 else None,
+        "outputs": [str(plan.output_dir / name) for name in plan.outputs.values()],
+        "lost_frames": {str(k): v for k, v in sorted(lost.items())},
+        "model": segmenter.model_name,
+        "device": segmenter.device,
+    }
+
+
+def _commit(staging: Path, plan: JobPlan, force: bool) -> None:
+    """Move finished outputs from the staging folder into the output folder."""
+    plan.output_dir.mkdir(parents=True, exist_ok=True)
+    for name in plan.outputs.values():
+        src, dst = staging / name, plan.output_dir / name
+        if dst.exists():
+            if not force:
+                raise InputError(f"output {dst} already exists (use --force to replace it)")
+            if dst.is_dir():
+                shutil.rmtree(dst)
+            else:
+                dst.unlink()
+        os.replace(src, dst)
+
+
+def run_segment(options: SegmentOptions, stdin: Any = None) -> Iterator[dict[str, Any] | VosctlError]:
+    """Process every input; yields a summary dict per success or the error per failed input."""
+    from vosctl.tracker import Segmenter, SegmenterConfig
+
+    paths = expand_inputs(options.inputs, stdin)
+    batch = len(paths) > 1 or "-" in options.inputs
+    if options.output is not None and options.output.exists() and not options.output.is_dir():
+        raise InputError(f"output {options.output} exists and is not a folder")
+    plans: list[JobPlan | VosctlError] = []
+    for path in paths:
+        try:
+            plan = plan_job(options, path, batch)
+            check_plan(plan, options)
+            plans.append(plan)
+        except VosctlError as error:
+            plans.append(error)
+    if all(isinstance(p, VosctlError) for p in plans):
+        yield from plans  # type: ignore[misc]
+        return
+    segmenter = Segmenter.from_pretrained(
+        options.model, device=options.device, config=SegmenterConfig(full_frame=options.full_frame)
+    )
+    for plan in plans:
+        if isinstance(plan, VosctlError):
+            yield plan
+            continue
+        try:
+            yield run_one(plan, options, segmenter)
+        except VosctlError as error:
+            yield error
+
+
+def run_segment_cli(options: SegmentOptions) -> int:
+    """CLI driver: one error line per failed input on stderr, JSON lines on stdout; worst exit code."""
+    code = 0
+    for outcome in run_segment(options):
+        if isinstance(outcome, VosctlError):
+            print(f"vosctl: error: {outcome}", file=sys.stderr)
+            code = max(code, outcome.exit_code)
+            continue
+        if options.json_summary:
+            print(json.dumps(outcome), flush=True)
+        elif not options.quiet:
+            print(
+                f"{outcome['input']}: {outcome['frames']} frames, {len(outcome['objects'])} object(s), "
+                f"{outcome['fps']} fps -> {outcome['output']}",
+                file=sys.stderr,
+            )
+    return code
