@@ -42,9 +42,11 @@ class SegmenterConfig:
     found_threshold: float = 0.3  # peak score needed to re-acquire a lost object (hysteresis)
     mask_threshold: float = 0.5
     size_smoothing: float = 0.6  # weight of the new mask-derived size (0: never adapt, 1: no smoothing)
-    lost_growth: float = 1.25  # search window grows by this factor per lost frame ...
-    lost_max_scale: float = 4.0  # ... up to this multiple of the normal window
+    lost_growth: float = 1.25  # while lost, the search canvas grows by this factor per frame ...
+    lost_max_scale: float = 2.5  # ... up to this multiple of the normal crop (same scale, more area)
     min_size: float = 8.0  # object box never shrinks below this (pixels)
+    max_size_change: float = 1.2  # per-frame limit on the size update (factor)
+    reacquire_area_range: tuple[float, float] = (0.25, 4.0)  # re-found area / last known area
     full_frame: bool = False  # ablation: search the whole frame (at the crop's scale) instead of a crop
     precision: str = "auto"  # "auto" (bf16 where the CPU/GPU supports it), "bf16" or "fp32"
 
@@ -74,6 +76,7 @@ class ObjectState:
     h: float
     score: float = 1.0
     lost: bool = False
+    area: float = 0.0  # smoothed mask area (pixels), to judge re-acquisitions
     lost_frames: int = 0  # consecutive frames lost
     lost_history: list[int] = field(default_factory=list)  # frame indices reported lost
 
@@ -86,7 +89,7 @@ class TrackState:
     height: int
     objects: list[ObjectState]
     templates: TemplateEmbedding
-    prev_labels: np.ndarray
+    prev_masks: np.ndarray  # (N, H, W) uint8 0/255: each object's last mask, the next frame's prior
     frame_index: int = 0
     # Reused buffers (the per-frame loop must not allocate per object per frame).
     search_buffer: np.ndarray | None = None
@@ -134,12 +137,7 @@ class Segmenter:
         self.search_factor = net.search_size / net.template_size
         precision = self.config.precision
         self.use_bf16 = precision == "bf16" or (precision == "auto" and _bf16_supported(self.torch_device))
-        grid = net.score_size
-        hann = np.hanning(grid + 2)[1:-1]
-        window = np.outer(hann, hann).astype(np.float32)
-        # Cosine window as a logit bias: 0 at the centre, strongly negative at the border.
-        self._window_bias = torch.from_numpy(self.config.window_influence * 8.0 * (window / window.max() - 1.0))
-        self._window_bias = self._window_bias.to(self.torch_device)[None, None]
+        self._bias_cache: dict[tuple[int, int], torch.Tensor] = {}
 
     @classmethod
     def from_pretrained(
@@ -161,10 +159,8 @@ class Segmenter:
         return tensor.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
 
     def _window_side(self, obj: ObjectState) -> float:
-        side = template_side(obj.w, obj.h, self.config.context) * self.search_factor
-        if obj.lost:
-            side *= min(self.config.lost_growth**obj.lost_frames, self.config.lost_max_scale)
-        return side
+        """Side (frame pixels) of the normal search window: twice the template window."""
+        return template_side(obj.w, obj.h, self.config.context) * self.search_factor
 
     def _embed(self, rgb: np.ndarray, labels: np.ndarray, objects: list[ObjectState]) -> TemplateEmbedding:
         size = self.template_size
@@ -209,7 +205,9 @@ class Segmenter:
             objects.append(
                 ObjectState(object_id, x + w / 2, y + h / 2, max(w, self.config.min_size), max(h, self.config.min_size))
             )
-        state = TrackState(width, height, objects, self._embed(rgb, labels, objects), labels.copy())
+        for obj in objects:
+            obj.area = float((labels == obj.object_id).sum())
+        state = TrackState(width, height, objects, self._embed(rgb, labels, objects), _object_masks(labels, objects))
         return state, self._result(state, labels, [1.0] * len(objects))
 
     def _labels_from_boxes(self, rgb: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
@@ -225,7 +223,7 @@ class Segmenter:
             box_labels[y0:y1, x0:x1] = object_id
             objects.append(ObjectState(object_id, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0))
         templates = self._embed(rgb, box_labels, objects)
-        state = TrackState(width, height, objects, templates, box_labels)
+        state = TrackState(width, height, objects, templates, _object_masks(box_labels, objects))
         probs, _ = self._segment(state, rgb, box_prompt=True)
         # Keep the prediction inside its (slightly grown) box, as a box prompt promises.
         labels = np.zeros((height, width), np.uint8)
@@ -247,32 +245,58 @@ class Segmenter:
         return labels
 
     # ------------------------------------------------------------------ per frame
-    def _search_geometry(self, state: TrackState, obj: ObjectState) -> tuple[np.ndarray, tuple[int, int]]:
-        """Crop matrix and network input size (H, W) for one object."""
+    def _canvas_size(self, state: TrackState, obj: ObjectState, scale: float) -> tuple[int, int]:
+        """Network input (H, W) this object wants, at its crop scale; multiples of 16."""
         if self.config.full_frame:
-            # The whole frame at the scale the crop would have had, padded to a multiple of 16.
-            scale = self.search_size / self._window_side(obj)
-            out_w = int(math.ceil(state.width * scale / 16) * 16)
-            out_h = int(math.ceil(state.height * scale / 16) * 16)
-            matrix = np.array([[scale, 0, 0], [0, scale, 0]], np.float64)
-            return matrix, (out_h, out_w)
-        side = self._window_side(obj)
-        return crop_matrix(obj.cx, obj.cy, side, self.search_size), (self.search_size, self.search_size)
+            return _round16(state.height * scale), _round16(state.width * scale)
+        if not obj.lost:
+            return self.search_size, self.search_size
+        # Lost: widen the search area at the SAME scale (a bigger canvas, not a zoomed-out crop,
+        # so the object still matches its template), up to the whole frame or lost_max_scale.
+        growth = min(self.config.lost_growth**obj.lost_frames, self.config.lost_max_scale)
+        side = self.search_size * growth
+        return (
+            max(self.search_size, min(_round16(side), _round16(state.height * scale * 2))),
+            max(self.search_size, min(_round16(side), _round16(state.width * scale * 2))),
+        )
+
+    def _window_bias(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        """Cosine-window logit bias for a canvas: 0 at the centre, strongly negative off the normal window."""
+        key = (grid_h, grid_w)
+        if key not in self._bias_cache:
+            grid = self.model.config.score_size
+            hann = np.hanning(grid + 2)[1:-1]
+            window = np.outer(hann, hann).astype(np.float32)
+            floor = -8.0 * self.config.window_influence
+            bias = np.full((grid_h, grid_w), floor, np.float32)
+            top, left = (grid_h - grid) // 2, (grid_w - grid) // 2
+            bias[top : top + grid, left : left + grid] = floor * (1.0 - window / window.max())
+            self._bias_cache[key] = torch.from_numpy(bias).to(self.torch_device)
+        return self._bias_cache[key]
 
     def _segment(self, state: TrackState, rgb: np.ndarray, box_prompt: bool = False) -> tuple[np.ndarray, list[float]]:
         """One batched forward for all objects; returns full-frame mask probabilities and peak scores."""
         objects = state.objects
         n = len(objects)
-        geometry = [self._search_geometry(state, obj) for obj in objects]
-        in_h = max(g[1][0] for g in geometry)
-        in_w = max(g[1][1] for g in geometry)
+        scales = [self.search_size / self._window_side(obj) for obj in objects]
+        sizes = [self._canvas_size(state, obj, scale) for obj, scale in zip(objects, scales)]
+        in_h, in_w = max(h for h, _ in sizes), max(w for _, w in sizes)
+        matrices = []
+        for obj, scale in zip(objects, scales):
+            if self.config.full_frame:  # the frame's top-left corner at the canvas origin
+                matrices.append(np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]]))
+            else:  # the object's last position at the canvas centre
+                matrices.append(
+                    np.array([[scale, 0.0, in_w / 2 - scale * obj.cx], [0.0, scale, in_h / 2 - scale * obj.cy]])
+                )
         if state.search_buffer is None or state.search_buffer.shape != (n, in_h, in_w, 3):
             state.search_buffer = np.empty((n, in_h, in_w, 3), np.uint8)
             state.prior_buffer = np.empty((n, in_h, in_w), np.uint8)
+        if state.prob_buffer is None or state.prob_buffer.shape[0] != n:
             state.prob_buffer = np.empty((n, state.height, state.width), np.float32)
         search, prior = state.search_buffer, state.prior_buffer
-        assert prior is not None and state.prob_buffer is not None
-        for i, (obj, (matrix, _)) in enumerate(zip(objects, geometry)):
+        assert prior is not None
+        for i, (obj, matrix) in enumerate(zip(objects, matrices)):
             cv2.warpAffine(
                 rgb,
                 matrix,
@@ -285,9 +309,8 @@ class Segmenter:
             if obj.lost and not box_prompt:
                 prior[i].fill(0)
             else:  # the previous mask, cropped like the search image (0/255 -> thresholded below)
-                own = np.multiply(state.prev_labels == obj.object_id, 255, dtype=np.uint8)
                 cv2.warpAffine(
-                    own,
+                    state.prev_masks[i],
                     matrix,
                     (in_w, in_h),
                     dst=prior[i],
@@ -298,9 +321,10 @@ class Segmenter:
 
         bias = None
         if not self.config.full_frame:
-            lost = torch.tensor([o.lost for o in objects], device=self.torch_device)
-            # Lost objects search the whole (widened) window without a motion penalty.
-            bias = torch.where(lost[:, None, None, None], torch.zeros_like(self._window_bias), self._window_bias)
+            # Tracked objects: motion penalty around the last position. Lost ones: none, search it all.
+            window = self._window_bias(in_h // 16, in_w // 16)
+            lost = torch.tensor([o.lost and not box_prompt for o in objects], device=self.torch_device)
+            bias = torch.where(lost[:, None, None, None], torch.zeros_like(window), window)
         with torch.inference_mode(), self._autocast():
             out = self.model.forward_search(
                 self._images_to_tensor(search),
@@ -313,7 +337,7 @@ class Segmenter:
             mask_prob = torch.sigmoid(out.mask_logits.float())[:, 0].cpu().numpy()
 
         probs = state.prob_buffer
-        for i, (matrix, _) in enumerate(geometry):
+        for i, matrix in enumerate(matrices):
             cv2.warpAffine(
                 mask_prob[i],
                 matrix,
@@ -334,39 +358,60 @@ class Segmenter:
         state.frame_index += 1
         cfg = self.config
         probs, scores = self._segment(state, rgb)
+        own = probs > cfg.mask_threshold  # each object's own mask, before objects compete for pixels
+        own_area = own.reshape(len(state.objects), -1).sum(1)
+        visible = []
         for i, obj in enumerate(state.objects):
-            threshold = cfg.found_threshold if obj.lost else cfg.lost_threshold
-            if scores[i] < threshold:
+            ok = scores[i] >= (cfg.found_threshold if obj.lost else cfg.lost_threshold) and own_area[i] >= 4
+            if ok and obj.lost and obj.area > 0:
+                # Re-acquisition must look like the object we lost, not a patch of background.
+                ok = cfg.reacquire_area_range[0] <= own_area[i] / obj.area <= cfg.reacquire_area_range[1]
+            if not ok:
                 probs[i].fill(0.0)  # lost: write nothing rather than drift onto background
+                own[i].fill(False)
+            visible.append(ok)
+
         labels = np.zeros((state.height, state.width), np.uint8)
+        ids = np.asarray([o.object_id for o in state.objects], np.uint8)
         if len(state.objects) == 1:
-            labels[probs[0] > cfg.mask_threshold] = state.objects[0].object_id
-        else:
+            labels[own[0]] = ids[0]
+        else:  # overlaps go to the most confident object, pixel by pixel
             best = probs.argmax(0)
-            keep = probs.max(0) > cfg.mask_threshold
-            ids = np.asarray([o.object_id for o in state.objects], np.uint8)
+            keep = own.any(0)
             labels[keep] = ids[best[keep]]
-        result = self._result(state, labels, scores)
-        for obj in state.objects:
-            info = result.objects[obj.object_id]
-            obj.score = info.score
-            if info.box is None:
-                obj.lost = True
-                obj.lost_frames += 1
+
+        masks = state.prev_masks
+        for i, obj in enumerate(state.objects):
+            obj.score = scores[i]
+            if not visible[i]:
+                obj.lost, obj.lost_frames = True, obj.lost_frames + 1
                 obj.lost_history.append(state.frame_index)
+                masks[i].fill(0)
                 continue
-            x, y, w, h = info.box
+            final = labels == obj.object_id
+            box = mask_box(final)
+            if box is None:
+                # Found but hidden behind another object: keep its place, use its own mask as prior.
+                np.multiply(own[i], 255, out=masks[i], casting="unsafe")
+                obj.lost, obj.lost_frames = False, 0
+                continue
+            np.multiply(final, 255, out=masks[i], casting="unsafe")
+            x, y, w, h = box
+            was_lost = obj.lost
             obj.lost, obj.lost_frames = False, 0
             obj.cx, obj.cy = x + w / 2, y + h / 2
-            alpha = cfg.size_smoothing
-            obj.w = max(cfg.min_size, (1 - alpha) * obj.w + alpha * w)
-            obj.h = max(cfg.min_size, (1 - alpha) * obj.h + alpha * h)
-        for obj in state.objects:
-            result.objects[obj.object_id].lost = obj.lost
-        state.prev_labels = labels
-        return result
+            if was_lost:  # take the re-found size as it is
+                obj.w, obj.h = max(cfg.min_size, w), max(cfg.min_size, h)
+            else:  # smoothed and rate-limited, so one bad mask cannot blow the window up
+                lo, hi = 1 / cfg.max_size_change, cfg.max_size_change
+                new_w = np.clip((1 - cfg.size_smoothing) * obj.w + cfg.size_smoothing * w, obj.w * lo, obj.w * hi)
+                new_h = np.clip((1 - cfg.size_smoothing) * obj.h + cfg.size_smoothing * h, obj.h * lo, obj.h * hi)
+                obj.w, obj.h = max(cfg.min_size, float(new_w)), max(cfg.min_size, float(new_h))
+            obj.area = 0.7 * obj.area + 0.3 * float(final.sum()) if obj.area else float(final.sum())
+        return self._result(state, labels, scores)
 
     def _result(self, state: TrackState, labels: np.ndarray, scores: list[float]) -> FrameResult:
+        """Per-object boxes/areas of the final label map; ``lost`` comes from the object's state."""
         objects: dict[int, ObjectResult] = {}
         ids = [o.object_id for o in state.objects]
         # One pass over the pixels for all objects' areas.
@@ -376,7 +421,9 @@ class Segmenter:
             if areas[obj_id]:
                 fx, fy, fw, fh = mask_box(labels == obj_id)  # type: ignore[misc]
                 box = (int(fx), int(fy), int(fw), int(fh))
-            objects[obj_id] = ObjectResult(obj_id, box, int(areas[obj_id]), round(score, 4), box is None)
+            objects[obj_id] = ObjectResult(obj_id, box, int(areas[obj_id]), round(score, 4), False)
+        for obj in state.objects:
+            objects[obj.object_id].lost = obj.lost
         return FrameResult(state.frame_index, labels, objects)
 
     # ------------------------------------------------------------------ generator API
@@ -396,3 +443,13 @@ class Segmenter:
         yield result
         for rgb in iterator:
             yield self.step(state, rgb)
+
+
+def _object_masks(labels: np.ndarray, objects: list[ObjectState]) -> np.ndarray:
+    """(N, H, W) uint8 0/255 masks, one per object, from a label map."""
+    ids = np.asarray([o.object_id for o in objects], np.uint8)
+    return np.multiply(labels[None] == ids[:, None, None], 255, dtype=np.uint8)
+
+
+def _round16(value: float) -> int:
+    return max(16, int(math.ceil(value / 16.0)) * 16)

@@ -1,0 +1,63 @@
+"""Deterministic synthetic scenes (frames + ground-truth label maps) for tracker tests."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def texture(seed: int, height: int, width: int, cells: int = 4) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    low = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.float32)
+    tex = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC) + rng.normal(0, 10, (height, width, 1))
+    return np.clip(tex, 0, 255).astype(np.uint8)
+
+
+def render(
+    background: np.ndarray, objects: list[tuple[np.ndarray, int, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paint (texture, x, y) patches in order (later ones on top); label i+1 for the i-th."""
+    frame = background.copy()
+    labels = np.zeros(background.shape[:2], np.uint8)
+    height, width = labels.shape
+    for object_id, (patch, x, y) in enumerate(objects, start=1):
+        ph, pw = patch.shape[:2]
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + pw, width), min(y + ph, height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        frame[y0:y1, x0:x1] = patch[y0 - y : y1 - y, x0 - x : x1 - x]
+        labels[y0:y1, x0:x1] = object_id
+    return frame, labels
+
+
+def moving_square(frames: int = 30, width: int = 320, height: int = 240) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    background = texture(1, height, width, cells=6)
+    square = texture(2, 60, 60, cells=3)
+    out = [render(background, [(square, 40 + 6 * t, 60 + 3 * t)]) for t in range(frames)]
+    return [f for f, _ in out], [lab for _, lab in out]
+
+
+def crossing_shapes(frames: int = 40, width: int = 320, height: int = 240) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Two textured shapes moving towards each other; shape 2 passes over shape 1 and continues."""
+    background = texture(3, height, width, cells=6)
+    a, b = texture(4, 56, 56, cells=3), texture(5, 48, 64, cells=3)
+    out = []
+    for t in range(frames):
+        ax, ay = 30 + 5 * t, 90
+        bx, by = 260 - 5 * t, 120  # overlaps the lower half of shape 1 while passing
+        out.append(render(background, [(a, ax, ay), (b, bx, by)]))
+    return [f for f, _ in out], [lab for _, lab in out]
+
+
+def exit_and_return(width: int = 320, height: int = 240) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A square drifts right, leaves the frame completely, waits outside, and comes back."""
+    background = texture(6, height, width, cells=6)
+    square = texture(7, 56, 56, cells=3)
+    xs = list(range(200, 340, 10)) + [340] * 6 + list(range(340, 180, -10))
+    out = [render(background, [(square, x, 90)]) for x in xs]
+    return [f for f, _ in out], [lab for _, lab in out]
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
