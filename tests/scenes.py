@@ -13,9 +13,7 @@ def texture(seed: int, height: int, width: int, cells: int = 4) -> np.ndarray:
     return np.clip(tex, 0, 255).astype(np.uint8)
 
 
-def render(
-    background: np.ndarray, objects: list[tuple[np.ndarray, int, int]]
-) -> tuple[np.ndarray, np.ndarray]:
+def render(background: np.ndarray, objects: list[tuple[np.ndarray, int, int]]) -> tuple[np.ndarray, np.ndarray]:
     """Paint (texture, x, y) patches in order (later ones on top); label i+1 for the i-th."""
     frame = background.copy()
     labels = np.zeros(background.shape[:2], np.uint8)
@@ -61,3 +59,33 @@ def exit_and_return(width: int = 320, height: int = 240) -> tuple[list[np.ndarra
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def write_video(path, frames: list[np.ndarray], fps: int = 25) -> None:
+    """Encode RGB frames as a small H.264 file (even sizes)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "12", "preset": "ultrafast"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def write_mask(path, labels: np.ndarray) -> None:
+    """Binary (single object) or palette (several ids) PNG, as users give them."""
+    from PIL import Image
+
+    ids = np.unique(labels)
+    if len(ids) <= 2:
+        Image.fromarray(((labels > 0) * 255).astype(np.uint8)).save(path)
+    else:
+        image = Image.fromarray(labels.astype(np.uint8), mode="P")
+        palette = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] + [0] * (256 * 3 - 12)
+        image.putpalette(palette)
+        image.save(path)
