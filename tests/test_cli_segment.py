@@ -42,7 +42,9 @@ def files_under(path: Path) -> list[Path]:
 def test_segment_default_outputs_and_json(clip, tmp_path) -> None:
     video, mask, truth = clip
     out = tmp_path / "out"
-    run = vosctl("segment", str(video), "--mask", str(mask), "-o", str(out), "--json", "--track-json")
+    run = vosctl(
+        "segment", str(video), "--mask", str(mask), "-o", str(out), "--json", "--png", "--overlay", "--track-json"
+    )
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     assert summary["frames"] == 12 and summary["objects"] == [1]
