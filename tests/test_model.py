@@ -138,3 +138,20 @@ def test_missing_and_incompatible_checkpoints(tmp_path: Path) -> None:
     torch.save(blob, blob_path)
     with pytest.raises(CheckpointError, match="does not match"):
         load_checkpoint(blob_path)
+
+
+def test_bn_fusion_keeps_outputs_and_leaves_original_untouched() -> None:
+    from vosctl.model.network import fuse_for_inference
+
+    torch.manual_seed(2)
+    model = SiamDMN(SMALL).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = fuse_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    inputs = _inputs(2, SMALL)
+    with torch.no_grad():
+        a = model(*inputs, location=torch.tensor([[2, 2], [5, 5]]))
+        b = fused(*inputs, location=torch.tensor([[2, 2], [5, 5]]))
+    assert torch.allclose(a.mask_logits, b.mask_logits, atol=1e-3)
+    assert torch.allclose(a.score, b.score, atol=1e-3)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

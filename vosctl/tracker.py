@@ -31,7 +31,7 @@ import torch
 
 from vosctl.errors import InputError
 from vosctl.geometry import PAD_COLOUR, crop_image, crop_matrix, mask_box, template_side
-from vosctl.model.network import SiamDMN, TemplateEmbedding
+from vosctl.model.network import SiamDMN, TemplateEmbedding, fuse_for_inference
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,8 @@ class Segmenter:
         self.config = config or SegmenterConfig()
         self.torch_device = _pick_device(device)
         self.device = str(self.torch_device)
-        self.model = model.to(self.torch_device).eval().to(memory_format=torch.channels_last)
+        # BN folded into the convolutions, on a copy: the caller's model (maybe training) is untouched.
+        self.model = fuse_for_inference(model).to(self.torch_device).to(memory_format=torch.channels_last)
         self.model_name = model_name
         net = model.config
         self.search_size = net.search_size

@@ -260,3 +260,25 @@ class SiamDMN(nn.Module):
     ) -> SearchOutput:
         """Training entry: one template/search pair per batch element."""
         return self.forward_search(search, self.embed_template(template, template_mask), prior, location)
+
+
+def fuse_for_inference(model: SiamDMN) -> SiamDMN:
+    """A copy of ``model`` with every Conv2d+BatchNorm2d pair folded into one convolution.
+
+    Inference-only (BN statistics are frozen): saves one pass over every feature map per layer.
+    The original model is left untouched, so a training run can evaluate itself safely.
+    """
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(model).eval()
+    for module in fused.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module._modules.items())
+        for (name_a, a), (name_b, b) in zip(children, children[1:]):
+            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                module._modules[name_a] = fuse_conv_bn_eval(a, b)
+                module._modules[name_b] = nn.Identity()
+    return fused
