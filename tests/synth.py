@@ -1,0 +1,193 @@
+"""Synthetic media for tests: textured frames, videos written with PyAV, frame folders, masks.
+
+Nothing is downloaded or committed: every test builds its media in ``tmp_path``. Keep sizes small
+(e.g. 64x48, a handful of frames) so the suite stays fast on a 2-core machine.
+
+    frames = moving_square_frames(8, 64, 48)
+    video = write_video(tmp_path / "clip.mp4", frames, fps=25)
+    labels = moving_square_labels(8, 64, 48)[0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+# Encoder per container when the caller does not name one: fast settings, small files.
+DEFAULT_CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9", ".avi": "mpeg4"}
+FAST_OPTIONS = {
+    "libx264": {"preset": "ultrafast", "crf": "12"},
+    "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "crf": "10", "b": "0"},
+    "mpeg4": {"qscale": "2"},
+}
+
+
+def texture(seed: int, height: int, width: int, cells: int = 4) -> np.ndarray:
+    """A smooth random colour texture (bicubic upsampling of a coarse grid) with mild noise.
+
+    Smooth so lossy codecs reproduce it closely; textured so trackers have something to match.
+    """
+    rng = np.random.default_rng(seed)
+    low = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.float32)
+    tex = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC) + rng.normal(0, 4, (height, width, 1))
+    return np.clip(tex, 0, 255).astype(np.uint8)
+
+
+def square_position(t: int, width: int, height: int, size: int) -> tuple[int, int]:
+    """Top-left corner of the moving square at frame ``t`` (moves right and down, wraps)."""
+    x = (width // 8 + 3 * t) % max(width - size, 1)
+    y = (height // 8 + 2 * t) % max(height - size, 1)
+    return x, y
+
+
+def moving_square(
+    n: int, width: int = 64, height: int = 48, seed: int = 0, size: int | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(rgb, labels)`` for ``n`` frames of a textured square (id 1) over a textured background."""
+    side = size or max(4, min(width, height) // 3)
+    background = texture(seed, height, width, cells=6)
+    square = texture(seed + 1, side, side, cells=3)
+    for t in range(n):
+        x, y = square_position(t, width, height, side)
+        rgb = background.copy()
+        rgb[y : y + side, x : x + side] = square
+        labels = np.zeros((height, width), np.uint8)
+        labels[y : y + side, x : x + side] = 1
+        yield rgb, labels
+
+
+def moving_square_frames(n: int, width: int = 64, height: int = 48, seed: int = 0) -> list[np.ndarray]:
+    """The RGB frames of :func:`moving_square`."""
+    return [rgb for rgb, _ in moving_square(n, width, height, seed)]
+
+
+def moving_square_labels(n: int, width: int = 64, height: int = 48, seed: int = 0) -> list[np.ndarray]:
+    """The label maps of :func:`moving_square` (id 1 = the square)."""
+    return [labels for _, labels in moving_square(n, width, height, seed)]
+
+
+def write_video(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    fps: float | Fraction = 25,
+    codec: str | None = None,
+    rotation: int | None = None,
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+) -> Path:
+    """Encode RGB frames into ``path`` (container from the extension) with PyAV.
+
+    ``codec`` defaults by extension (mp4/mov/mkv: libx264, webm: libvpx-vp9, avi: mpeg4).
+    ``rotation`` is the *clockwise* turn a player must apply to show the video upright (what
+    ``FrameSource.rotation`` reports, and what a phone's ``rotate=90`` tag means); it is written
+    as display-matrix side data, which stores the counter-clockwise angle.
+    """
+    import av
+
+    codec = codec or DEFAULT_CODECS.get(path.suffix.lower(), "libx264")
+    rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.pix_fmt = pix_fmt
+        stream.options = dict(options if options is not None else FAST_OPTIONS.get(codec, {}))
+        if rotation:
+            stream.set_display_rotation(-rotation)
+        opened = False
+        for index, rgb in enumerate(frames):
+            if not opened:
+                stream.height, stream.width = rgb.shape[:2]
+                opened = True
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = index
+            frame.time_base = 1 / rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def write_frame_folder(folder: Path, frames: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[Path]:
+    """Write RGB frames as image files (format from each name's extension; default ``00000.png``...)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = names or [f"{i:05d}.png" for i in range(len(frames))]
+    paths = []
+    for name, rgb in zip(names, frames, strict=True):
+        path = folder / name
+        if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {path}")
+        paths.append(path)
+    return paths
+
+
+def write_palette_png(path: Path, labels: np.ndarray) -> Path:
+    """Save a label map as a DAVIS-style palette PNG (mode P)."""
+    from PIL import Image
+
+    from vosctl.io.palette import DAVIS_PALETTE_BYTES
+
+    image = Image.fromarray(labels.astype(np.uint8))
+    image.putpalette(DAVIS_PALETTE_BYTES)
+    image.save(path)
+    return path
+
+
+def decode_video(path: Path, fmt: str = "rgb24", decoder: str | None = None) -> list[np.ndarray]:
+    """Every frame of a video as arrays in pixel format ``fmt`` (e.g. rgb24, rgba, gray).
+
+    ``decoder`` forces a decoder by name: FFmpeg's native VP9 decoder drops the alpha plane, so
+    alpha WebM needs ``decoder="libvpx-vp9"``.
+    """
+    import av
+
+    out = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if decoder is None:
+            out = [frame.to_ndarray(format=fmt) for frame in container.decode(stream)]
+        else:
+            context = av.CodecContext.create(decoder, "r")
+            for packet in container.demux(stream):
+                out.extend(frame.to_ndarray(format=fmt) for frame in context.decode(packet if packet.size else None))
+    return out
+
+
+def video_info(path: Path) -> dict[str, Any]:
+    """Header facts of a video: codec, fps (Fraction), width, height, frames (0 if not stored)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return {
+            "codec": stream.codec_context.name,
+            "fps": stream.average_rate,
+            "width": stream.codec_context.width,
+            "height": stream.codec_context.height,
+            "frames": stream.frames,
+            "pix_fmt": stream.codec_context.pix_fmt,
+        }
+
+
+@dataclass(frozen=True)
+class FakeObject:
+    """Stands in for the tracker's ``ObjectResult`` in sink tests."""
+
+    object_id: int
+    box: tuple[float, float, float, float] | None
+    area: int
+    score: float
+    lost: bool
+
+
+def objects_from_labels(labels: np.ndarray, score: float = 0.9) -> dict[int, FakeObject]:
+    """One :class:`FakeObject` per id present in ``labels`` (box and area from the mask)."""
+    objects = {}
+    for object_id in (int(v) for v in np.unique(labels) if v):
+        ys, xs = np.nonzero(labels == object_id)
+        box = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+        objects[object_id] = FakeObject(object_id, box, int(xs.size), score, False)
+    return objects
