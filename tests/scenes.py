@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
-
-
-def texture(seed: int, height: int, width: int, cells: int = 4) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    low = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.float32)
-    tex = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC) + rng.normal(0, 10, (height, width, 1))
-    return np.clip(tex, 0, 255).astype(np.uint8)
+from synth import texture, write_palette_png
 
 
 def render(background: np.ndarray, objects: list[tuple[np.ndarray, int, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -61,31 +54,11 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def write_video(path, frames: list[np.ndarray], fps: int = 25) -> None:
-    """Encode RGB frames as a small H.264 file (even sizes)."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "12", "preset": "ultrafast"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 def write_mask(path, labels: np.ndarray) -> None:
-    """Binary (single object) or palette (several ids) PNG, as users give them."""
+    """Binary PNG for one object (as most users give it), DAVIS palette PNG for several."""
     from PIL import Image
 
-    ids = np.unique(labels)
-    if len(ids) <= 2:
+    if len(np.unique(labels)) <= 2:
         Image.fromarray(((labels > 0) * 255).astype(np.uint8)).save(path)
     else:
-        image = Image.fromarray(labels.astype(np.uint8), mode="P")
-        palette = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] + [0] * (256 * 3 - 12)
-        image.putpalette(palette)
-        image.save(path)
+        write_palette_png(path, labels)

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from scenes import crossing_shapes, iou, moving_square, write_mask, write_video
+from scenes import crossing_shapes, iou, moving_square, write_mask
+from synth import write_video
 
 
 def vosctl(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from scenes import crossing_shapes, exit_and_return, iou, moving_square
+
 from vosctl.errors import InputError
 
 
