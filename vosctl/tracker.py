@@ -38,8 +38,14 @@ from vosctl.model.network import SiamDMN, TemplateEmbedding, fuse_for_inference
 class SegmenterConfig:
     context: float = 0.5  # template window = box + context x half-perimeter (SiamMask)
     window_influence: float = 0.35  # strength of the cosine-window motion penalty on the score
-    lost_threshold: float = 0.15  # peak score (probability) below which an object is lost
-    found_threshold: float = 0.3  # peak score needed to re-acquire a lost object (hysteresis)
+    # An object is lost when its mask vanishes or stops looking like the template (cosine of the
+    # masked search features with the template's foreground features); the centre score is no
+    # help there (it stays low for objects whose box centre is empty), so its floor is off.
+    lost_similarity: float = 0.75
+    lost_threshold: float = 0.0
+    # A lost object is re-acquired only when both the score and the similarity are clearly high.
+    found_threshold: float = 0.1
+    found_similarity: float = 0.85
     mask_threshold: float = 0.5
     size_smoothing: float = 0.6  # weight of the new mask-derived size (0: never adapt, 1: no smoothing)
     lost_growth: float = 1.25  # while lost, the search canvas grows by this factor per frame ...
@@ -225,7 +231,7 @@ class Segmenter:
             objects.append(ObjectState(object_id, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0))
         templates = self._embed(rgb, box_labels, objects)
         state = TrackState(width, height, objects, templates, _object_masks(box_labels, objects))
-        probs, _ = self._segment(state, rgb, box_prompt=True)
+        probs, _, _ = self._segment(state, rgb, box_prompt=True)
         # Keep the prediction inside its (slightly grown) box, as a box prompt promises.
         labels = np.zeros((height, width), np.uint8)
         for i, obj in enumerate(objects):
@@ -275,8 +281,14 @@ class Segmenter:
             self._bias_cache[key] = torch.from_numpy(bias).to(self.torch_device)
         return self._bias_cache[key]
 
-    def _segment(self, state: TrackState, rgb: np.ndarray, box_prompt: bool = False) -> tuple[np.ndarray, list[float]]:
-        """One batched forward for all objects; returns full-frame mask probabilities and peak scores."""
+    def _segment(
+        self, state: TrackState, rgb: np.ndarray, box_prompt: bool = False
+    ) -> tuple[np.ndarray, list[float], list[float]]:
+        """One batched forward for all objects.
+
+        Returns full-frame mask probabilities (N, H, W), the centre-score peaks, and the appearance
+        similarity of what each mask covers to its template (cosine, -1..1).
+        """
         objects = state.objects
         n = len(objects)
         scales = [self.search_size / self._window_side(obj) for obj in objects]
@@ -336,6 +348,7 @@ class Segmenter:
             rows, cols = out.location[:, 0], out.location[:, 1]
             peak = torch.sigmoid(out.score[torch.arange(n), 0, rows, cols].float()).cpu().numpy()
             mask_prob = torch.sigmoid(out.mask_logits.float())[:, 0].cpu().numpy()
+            similarity = out.extras["similarity"].cpu().numpy()
 
         probs = state.prob_buffer
         for i, matrix in enumerate(matrices):
@@ -348,7 +361,7 @@ class Segmenter:
                 borderMode=cv2.BORDER_CONSTANT,
                 borderValue=0,
             )
-        return probs, [float(p) for p in peak]
+        return probs, [float(p) for p in peak], [float(v) for v in similarity]
 
     def step(self, state: TrackState, rgb: np.ndarray) -> FrameResult:
         """Segment the next frame and advance the state."""
@@ -358,15 +371,20 @@ class Segmenter:
             )
         state.frame_index += 1
         cfg = self.config
-        probs, scores = self._segment(state, rgb)
+        probs, scores, similarity = self._segment(state, rgb)
         own = probs > cfg.mask_threshold  # each object's own mask, before objects compete for pixels
         own_area = own.reshape(len(state.objects), -1).sum(1)
         visible = []
         for i, obj in enumerate(state.objects):
-            ok = scores[i] >= (cfg.found_threshold if obj.lost else cfg.lost_threshold) and own_area[i] >= 4
-            if ok and obj.lost and obj.area > 0:
-                # Re-acquisition must look like the object we lost, not a patch of background.
-                ok = cfg.reacquire_area_range[0] <= own_area[i] / obj.area <= cfg.reacquire_area_range[1]
+            # The centre score is weak for objects whose box centre is empty (a paraglider, a
+            # flamingo's legs), so presence also needs the mask to look like the template.
+            if obj.lost:
+                ok = scores[i] >= cfg.found_threshold and similarity[i] >= cfg.found_similarity
+                if ok and obj.area > 0:  # and the re-found object must have a plausible size
+                    ok = cfg.reacquire_area_range[0] <= own_area[i] / obj.area <= cfg.reacquire_area_range[1]
+            else:
+                ok = scores[i] >= cfg.lost_threshold and similarity[i] >= cfg.lost_similarity
+            ok = ok and own_area[i] >= 4
             if not ok:
                 probs[i].fill(0.0)  # lost: write nothing rather than drift onto background
                 own[i].fill(False)

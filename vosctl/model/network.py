@@ -215,7 +215,11 @@ class SiamDMN(nn.Module):
         kernel_params = params[torch.arange(n, device=params.device), :, location[:, 0], location[:, 1]]
         mask_small = self.dynamic_mask(mask_features, kernel_params, location)
         mask_logits = F.interpolate(mask_small, size=search.shape[-2:], mode="bilinear", align_corners=False)
-        return SearchOutput(score=score, mask_logits=mask_logits, location=location)
+        # Appearance check: does what the mask covers look like the template's object?
+        weight = F.adaptive_avg_pool2d(torch.sigmoid(mask_small.float()), s16.shape[-2:]).to(s16.dtype)
+        pooled = (s16 * weight).sum((2, 3)) / weight.sum((2, 3)).clamp_min(1e-3)
+        similarity = F.cosine_similarity(pooled.float(), template.prototype.float(), dim=1)
+        return SearchOutput(score=score, mask_logits=mask_logits, location=location, extras={"similarity": similarity})
 
     def dynamic_mask(self, mask_features: torch.Tensor, params: torch.Tensor, location: torch.Tensor) -> torch.Tensor:
         """Apply each object's predicted 1x1-conv stack to the shared mask features.
