@@ -240,3 +240,16 @@ def test_statistics_short_and_degenerate_curves() -> None:
     with_nan = db_statistics(np.array([1.0, np.nan, 0.0, 1.0]))
     assert with_nan.mean == pytest.approx(2 / 3)
     assert with_nan.recall == pytest.approx(0.5)  # NaN counts as not recalled, as nanmean(x > 0.5)
+
+
+def test_grey_alpha_annotation_reads_its_grey_channel(tmp_path) -> None:
+    """Some original DAVIS-2016 masks (bear/00077.png) are grey+alpha PNGs."""
+    from PIL import Image
+
+    from vosctl.eval.davis import read_label_png
+
+    grey = np.zeros((6, 8), np.uint8)
+    grey[2:4, 3:6] = 255
+    alpha = np.full_like(grey, 255)
+    Image.fromarray(np.dstack([grey, alpha]), mode="LA").save(tmp_path / "la.png")
+    assert np.array_equal(read_label_png(tmp_path / "la.png"), grey)

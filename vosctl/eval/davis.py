@@ -228,7 +228,8 @@ def read_label_png(path: Path, context: str | None = None) -> np.ndarray:
     """A mask PNG as a uint8 label map, the way the toolkit reads it (``np.array(Image.open())``).
 
     Palette (P) and grey (L) images give their indices / values. Because other tools write masks
-    in other modes, two more are accepted: 1-bit images (0/1) and RGB(A) images drawn in the
+    in other modes, more are accepted: grey/palette + alpha (LA/PA, the first channel; some
+    original DAVIS-2016 annotations are LA), 1-bit images (0/1) and RGB(A) images drawn in the
     DAVIS palette (each colour mapped back to its id; black is 0).
     """
     from PIL import Image, UnidentifiedImageError
@@ -240,6 +241,10 @@ def read_label_png(path: Path, context: str | None = None) -> np.ndarray:
             mode = image.mode
             if mode in ("P", "L"):
                 return np.array(image, dtype=np.uint8)
+            if mode in ("LA", "PA"):
+                # Grey/palette + alpha: a few original DAVIS-2016 annotations (bear/00077.png)
+                # are stored like this; the labels are the first channel.
+                return np.array(image, dtype=np.uint8)[..., 0].copy()
             if mode == "1":
                 return np.array(image, dtype=np.uint8)
             if mode in ("RGB", "RGBA"):

@@ -69,9 +69,8 @@ class DavisFrames:
                 bgr = cv2.imread(str(jpg_dir / f"{name}.jpg"), cv2.IMREAD_COLOR)
                 if bgr is None:
                     raise FileNotFoundError(jpg_dir / f"{name}.jpg")
-                mask = cv2.imread(str(ann_dir / f"{name}.png"), cv2.IMREAD_UNCHANGED)
-                if mask.ndim == 3:
-                    mask = mask.max(2)
+                # Greyscale read: drops the alpha of the odd grey+alpha annotation (bear/00077.png).
+                mask = cv2.imread(str(ann_dir / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
                 frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
                 masks.append((mask > 0).astype(np.uint8))
             self.frames.append(frames)
