@@ -166,3 +166,18 @@ def test_multi_object_palette_ids_kept(tmp_path) -> None:
     assert json.loads(run.stdout)["objects"] == [1, 7]
     ids = set(np.unique(np.array(Image.open(tmp_path / "two_vos" / "masks" / "00005.png"))))
     assert ids <= {0, 1, 7} and {1, 7} <= ids
+
+
+def test_start_frame_keeps_input_frame_numbers(tmp_path) -> None:
+    frames, truth = moving_square(frames=12)
+    write_video(tmp_path / "v.mp4", frames)
+    write_mask(tmp_path / "m4.png", truth[4])  # the prompt belongs to frame 4
+    run = vosctl(
+        "segment", str(tmp_path / "v.mp4"), "--mask", str(tmp_path / "m4.png"), "--start-frame", "4", "--png", "--json"
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["frames"] == 8
+    names = sorted(p.name for p in (tmp_path / "v_vos" / "masks").iterdir())
+    assert names[0] == "00004.png" and names[-1] == "00011.png" and len(names) == 8
+    last = np.array(Image.open(tmp_path / "v_vos" / "masks" / "00011.png"))
+    assert iou(last == 1, truth[11] == 1) > 0.7

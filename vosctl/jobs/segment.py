@@ -146,12 +146,6 @@ def _progress(total: int | None, description: str, enabled: bool) -> Any:
     return progress
 
 
-def _frames(source: Any, start_frame: int) -> Iterator[Any]:
-    for frame in source:
-        if frame.index >= start_frame:
-            yield frame
-
-
 def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str, Any]:
     """Segment one input into ``plan.output_dir``; returns the summary dict."""
     from vosctl.io import (
@@ -174,7 +168,7 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
     sinks: list[Any] = []
     progress = None
     try:
-        with open_video(plan.input_path) as source:
+        with open_video(plan.input_path, start_frame=options.start_frame) as source:
             width, height = source.width, source.height
             labels = boxes = None
             if plan.mask_path is not None:
@@ -202,7 +196,7 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
             current: dict[str, Any] = {}
 
             def frames_in_order() -> Iterator[Any]:
-                for frame in _frames(source, options.start_frame):
+                for frame in source:  # frames before --start-frame are skipped by the reader
                     current["frame"] = frame
                     yield frame.rgb
 
