@@ -101,6 +101,7 @@ class TrackState:
     search_buffer: np.ndarray | None = None
     prior_buffer: np.ndarray | None = None
     prob_buffer: np.ndarray | None = None
+    own_buffer: np.ndarray | None = None
 
 
 def _pick_device(device: str) -> torch.device:
@@ -215,7 +216,7 @@ class Segmenter:
         for obj in objects:
             obj.area = float((labels == obj.object_id).sum())
         state = TrackState(width, height, objects, self._embed(rgb, labels, objects), _object_masks(labels, objects))
-        return state, self._result(state, labels, [1.0] * len(objects))
+        return state, self._first_result(state, labels)
 
     def _labels_from_boxes(self, rgb: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
         """Box prompt: the network segments the first frame from a box-shaped template and prior."""
@@ -372,7 +373,10 @@ class Segmenter:
         state.frame_index += 1
         cfg = self.config
         probs, scores, similarity = self._segment(state, rgb)
-        own = probs > cfg.mask_threshold  # each object's own mask, before objects compete for pixels
+        # Each object's own mask, before objects compete for pixels (into a reused buffer).
+        if state.own_buffer is None or state.own_buffer.shape != probs.shape:
+            state.own_buffer = np.empty(probs.shape, bool)
+        own = np.greater(probs, cfg.mask_threshold, out=state.own_buffer)
         own_area = own.reshape(len(state.objects), -1).sum(1)
         visible = []
         for i, obj in enumerate(state.objects):
@@ -400,50 +404,50 @@ class Segmenter:
             labels[keep] = ids[best[keep]]
 
         masks = state.prev_masks
+        results: dict[int, ObjectResult] = {}
         for i, obj in enumerate(state.objects):
             obj.score = scores[i]
+            final = labels == obj.object_id if visible[i] else None
+            box = mask_box(final) if final is not None else None
+            area = int(np.count_nonzero(final)) if box is not None else 0
             if not visible[i]:
                 obj.lost, obj.lost_frames = True, obj.lost_frames + 1
                 obj.lost_history.append(state.frame_index)
                 masks[i].fill(0)
-                continue
-            final = labels == obj.object_id
-            box = mask_box(final)
-            if box is None:
+            elif box is None:
                 # Found but hidden behind another object: keep its place, use its own mask as prior.
                 np.multiply(own[i], 255, out=masks[i], casting="unsafe")
                 obj.lost, obj.lost_frames = False, 0
-                continue
-            np.multiply(final, 255, out=masks[i], casting="unsafe")
-            x, y, w, h = box
-            was_lost = obj.lost
-            obj.lost, obj.lost_frames = False, 0
-            obj.cx, obj.cy = x + w / 2, y + h / 2
-            if was_lost:  # take the re-found size as it is
-                obj.w, obj.h = max(cfg.min_size, w), max(cfg.min_size, h)
-            else:  # smoothed and rate-limited, so one bad mask cannot blow the window up
-                lo, hi = 1 / cfg.max_size_change, cfg.max_size_change
-                new_w = np.clip((1 - cfg.size_smoothing) * obj.w + cfg.size_smoothing * w, obj.w * lo, obj.w * hi)
-                new_h = np.clip((1 - cfg.size_smoothing) * obj.h + cfg.size_smoothing * h, obj.h * lo, obj.h * hi)
-                obj.w, obj.h = max(cfg.min_size, float(new_w)), max(cfg.min_size, float(new_h))
-            obj.area = 0.7 * obj.area + 0.3 * float(final.sum()) if obj.area else float(final.sum())
-        return self._result(state, labels, scores)
+            else:
+                np.multiply(final, 255, out=masks[i], casting="unsafe")
+                self._update_geometry(obj, box, area)
+            results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, round(scores[i], 4), obj.lost)
+        return FrameResult(state.frame_index, labels, results)
 
-    def _result(self, state: TrackState, labels: np.ndarray, scores: list[float]) -> FrameResult:
-        """Per-object boxes/areas of the final label map; ``lost`` comes from the object's state."""
-        objects: dict[int, ObjectResult] = {}
-        ids = [o.object_id for o in state.objects]
-        # One pass over the pixels for all objects' areas.
-        areas = np.bincount(labels.ravel(), minlength=256)
-        for obj_id, score in zip(ids, scores):
-            box = None
-            if areas[obj_id]:
-                fx, fy, fw, fh = mask_box(labels == obj_id)  # type: ignore[misc]
-                box = (int(fx), int(fy), int(fw), int(fh))
-            objects[obj_id] = ObjectResult(obj_id, box, int(areas[obj_id]), round(score, 4), False)
+    def _update_geometry(self, obj: ObjectState, box: tuple[float, float, float, float], area: int) -> None:
+        """New position from the mask; size smoothed and rate-limited so one bad mask cannot blow the window up."""
+        cfg = self.config
+        x, y, w, h = box
+        obj.cx, obj.cy = x + w / 2, y + h / 2
+        if obj.lost:  # re-found: take its size as it is
+            obj.w, obj.h = max(cfg.min_size, w), max(cfg.min_size, h)
+        else:
+            lo, hi = 1 / cfg.max_size_change, cfg.max_size_change
+            new_w = np.clip((1 - cfg.size_smoothing) * obj.w + cfg.size_smoothing * w, obj.w * lo, obj.w * hi)
+            new_h = np.clip((1 - cfg.size_smoothing) * obj.h + cfg.size_smoothing * h, obj.h * lo, obj.h * hi)
+            obj.w, obj.h = max(cfg.min_size, float(new_w)), max(cfg.min_size, float(new_h))
+        obj.lost, obj.lost_frames = False, 0
+        obj.area = 0.7 * obj.area + 0.3 * area if obj.area else float(area)
+
+    def _first_result(self, state: TrackState, labels: np.ndarray) -> FrameResult:
+        """The prompt frame's result: the prompt's objects, all present."""
+        results = {}
         for obj in state.objects:
-            objects[obj.object_id].lost = obj.lost
-        return FrameResult(state.frame_index, labels, objects)
+            mask = labels == obj.object_id
+            results[obj.object_id] = ObjectResult(
+                obj.object_id, _int_box(mask_box(mask)), int(np.count_nonzero(mask)), 1.0, False
+            )
+        return FrameResult(state.frame_index, labels, results)
 
     # ------------------------------------------------------------------ generator API
     def track(
@@ -472,3 +476,7 @@ def _object_masks(labels: np.ndarray, objects: list[ObjectState]) -> np.ndarray:
 
 def _round16(value: float) -> int:
     return max(16, int(math.ceil(value / 16.0)) * 16)
+
+
+def _int_box(box: tuple[float, float, float, float] | None) -> tuple[int, int, int, int] | None:
+    return None if box is None else (int(box[0]), int(box[1]), int(box[2]), int(box[3]))
