@@ -71,3 +71,18 @@ def test_step_api_and_bad_prompts(segmenter) -> None:
         segmenter.init_state(frames[0], labels=np.ones((10, 10), np.uint8))
     with pytest.raises(InputError, match="outside"):
         segmenter.init_state(frames[0], boxes=[(1000, 1000, 20, 20)])
+
+
+def test_full_frame_ablation_searches_the_whole_frame() -> None:
+    """The --full-frame switch: same model, the whole frame (at the crop's scale) as search image."""
+    from vosctl import Segmenter, SegmenterConfig
+
+    segmenter = Segmenter.from_pretrained("default", device="cpu", config=SegmenterConfig(full_frame=True))
+    frames, truth = moving_square(frames=12)
+    state, _ = segmenter.init_state(frames[0], labels=truth[0])
+    result = segmenter.step(state, frames[1])
+    # The network input covers the whole 320x240 frame, not a 256 px crop around the object.
+    assert state.search_buffer.shape[1:3] != (256, 256)
+    scores = [iou(result.labels == 1, truth[1] == 1)]
+    scores += [iou(segmenter.step(state, f).labels == 1, t == 1) for f, t in zip(frames[2:], truth[2:])]
+    assert np.mean(scores) >= 0.8, scores
