@@ -155,3 +155,30 @@ def test_bn_fusion_keeps_outputs_and_leaves_original_untouched() -> None:
     assert torch.allclose(a.mask_logits, b.mask_logits, atol=1e-3)
     assert torch.allclose(a.score, b.score, atol=1e-3)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_training_is_seeded_and_resumes_exactly(tmp_path: Path) -> None:
+    """Stopping at step 3 and resuming to 5 gives the same weights as 5 steps in one go."""
+    from vosctl.train.loop import TrainConfig, train
+
+    def config(run: str, steps: int) -> TrainConfig:
+        return TrainConfig(
+            run_dir=str(tmp_path / run),
+            source_weights=(0.0, 0.0, 1.0),
+            batch_size=2,
+            steps=steps,
+            epoch_steps=100,
+            warmup_steps=2,
+            bf16=False,
+            network={"template_size": 64, "search_size": 128},
+        )
+
+    train(config("straight", 5), device="cpu", resume=False)
+    train(config("resumed", 5), device="cpu", resume=False, stop_at=3)
+    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["step"] == 3
+    train(config("resumed", 5), device="cpu", resume=True)
+    straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
+    resumed = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
+    assert straight["step"] == resumed["step"] == 5
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key

@@ -190,12 +190,16 @@ def train(
         bool, typer.Option("--resume/--no-resume", help="Resume from the run folder's last checkpoint.")
     ] = True,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    stop_at_step: Annotated[
+        int | None,
+        typer.Option("--stop-at-step", min=1, help="Stop (with a checkpoint) at this step; resume later."),
+    ] = None,
 ) -> None:
     """Train the SiamDMN network from a JSON config (resumable)."""
     from vosctl.train.loop import train_from_config
 
     try:
-        train_from_config(config, resume=resume, device=device)
+        train_from_config(config, resume=resume, device=device, stop_at=stop_at_step)
     except VosctlError as error:
         _fail(error)
 

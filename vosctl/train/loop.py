@@ -183,7 +183,8 @@ def heldout_j(model: SiamDMN, davis: DavisFrames, max_frames: int, device: torch
     return results
 
 
-def train(cfg: TrainConfig, device: str = "auto", resume: bool = True) -> Path:
+def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: int | None = None) -> Path:
+    """Train (or resume) until ``cfg.steps``, or stop early at step ``stop_at`` (same schedule)."""
     torch_device = _select_device(device)
     torch.manual_seed(cfg.seed)
     run_dir = Path(cfg.run_dir)
@@ -261,7 +262,8 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True) -> Path:
     window: list[dict[str, float]] = []
     t_epoch = time.monotonic()
     wall_start = time.monotonic()
-    while step < cfg.steps:
+    end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+    while step < end:
         model.train()
         _freeze_backbone_bn(model)
         batch, rng = pending.result()
@@ -284,7 +286,7 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True) -> Path:
         if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
             save_full("timer")
             last_save = time.monotonic()
-        if step % cfg.epoch_steps == 0 or step == cfg.steps:
+        if step % cfg.epoch_steps == 0 or step == end:
             save_full("epoch")
             last_save = time.monotonic()
             extra: dict[str, Any] = {"epoch_seconds": round(time.monotonic() - t_epoch, 1)}
@@ -304,5 +306,7 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True) -> Path:
     return run_dir / "model.pt"
 
 
-def train_from_config(config_path: str | os.PathLike[str], resume: bool = True, device: str = "auto") -> Path:
-    return train(TrainConfig.from_json(config_path), device=device, resume=resume)
+def train_from_config(
+    config_path: str | os.PathLike[str], resume: bool = True, device: str = "auto", stop_at: int | None = None
+) -> Path:
+    return train(TrainConfig.from_json(config_path), device=device, resume=resume, stop_at=stop_at)
