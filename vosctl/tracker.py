@@ -53,6 +53,7 @@ class SegmenterConfig:
     min_size: float = 8.0  # object box never shrinks below this (pixels)
     max_size_change: float = 1.2  # per-frame limit on the size update (factor)
     reacquire_area_range: tuple[float, float] = (0.25, 4.0)  # re-found area / last known area
+    overlap_prior_weight: float = 1.0  # contested pixels: weight (1 + this) for the previous owner
     full_frame: bool = False  # ablation: search the whole frame (at the crop's scale) instead of a crop
     precision: str = "auto"  # "auto" (bf16 where the CPU/GPU supports it), "bf16" or "fp32"
 
@@ -398,8 +399,13 @@ class Segmenter:
         ids = np.asarray([o.object_id for o in state.objects], np.uint8)
         if len(state.objects) == 1:
             labels[own[0]] = ids[0]
-        else:  # overlaps go to the most confident object, pixel by pixel
-            best = probs.argmax(0)
+        else:
+            # Overlaps go to the most confident object, pixel by pixel, with the tie broken towards
+            # the object that held the pixel in the previous frame: when two look-alike objects
+            # touch, both masks tend to swell over the pair, and the previous assignment is the
+            # evidence that tells them apart.
+            weighted = probs * (1.0 + cfg.overlap_prior_weight / 255.0 * state.prev_masks)
+            best = weighted.argmax(0)
             keep = own.any(0)
             labels[keep] = ids[best[keep]]
 
