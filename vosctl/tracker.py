@@ -404,8 +404,13 @@ class Segmenter:
             # the object that held the pixel in the previous frame: when two look-alike objects
             # touch, both masks tend to swell over the pair, and the previous assignment is the
             # evidence that tells them apart.
-            weighted = probs * (1.0 + cfg.overlap_prior_weight / 255.0 * state.prev_masks)
-            best = weighted.argmax(0)
+            best = probs.argmax(0)
+            contested = np.count_nonzero(own, axis=0) > 1  # only where two own masks overlap
+            if contested.any():
+                ys, xs = np.nonzero(contested)
+                previous_owner = state.prev_masks[:, ys, xs] > 0
+                weighted = probs[:, ys, xs] * (1.0 + np.float32(cfg.overlap_prior_weight) * previous_owner)
+                best[ys, xs] = weighted.argmax(0)
             keep = own.any(0)
             labels[keep] = ids[best[keep]]
 
