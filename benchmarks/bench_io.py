@@ -19,7 +19,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -28,17 +27,9 @@ import cv2
 import numpy as np
 
 from vosctl.io import AlphaSink, OverlayVideoSink, PngMaskSink, TrackCsvSink, TrackSink, open_video
+from vosctl.results import ObjectResult
 
 WIDTH, HEIGHT, FPS = 854, 480, 25
-
-
-@dataclass(frozen=True)
-class Obj:
-    object_id: int
-    box: tuple[float, float, float, float] | None
-    area: int
-    score: float
-    lost: bool
 
 
 def _texture(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
@@ -60,12 +51,12 @@ def _boxes(t: int) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def labels_at(t: int) -> tuple[np.ndarray, dict[int, Obj]]:
+def labels_at(t: int) -> tuple[np.ndarray, dict[int, ObjectResult]]:
     labels = np.zeros((HEIGHT, WIDTH), np.uint8)
     objects = {}
     for object_id, (x, y, w, h) in enumerate(_boxes(t), start=1):
         labels[y : y + h, x : x + w] = object_id
-        objects[object_id] = Obj(object_id, (x, y, w, h), w * h, 0.9, False)
+        objects[object_id] = ObjectResult(object_id, (x, y, w, h), w * h, 0.9, False)
     return labels, objects
 
 

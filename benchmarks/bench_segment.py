@@ -27,6 +27,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from PIL import Image
 
 WIDTH, HEIGHT = 854, 480
 
@@ -81,7 +82,7 @@ def run_job(video: Path, mask: Path, out: Path, model: str, **flags: bool) -> di
 def mean_iou(masks_dir: Path, truth: list[np.ndarray]) -> float:
     scores = []
     for index in range(1, len(truth)):
-        pred = np.array(__import__("PIL.Image", fromlist=["Image"]).open(masks_dir / f"{index:05d}.png"))
+        pred = np.array(Image.open(masks_dir / f"{index:05d}.png"))
         for object_id in np.unique(truth[index])[1:]:
             p, g = pred == object_id, truth[index] == object_id
             scores.append(np.logical_and(p, g).sum() / max(1, np.logical_or(p, g).sum()))

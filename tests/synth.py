@@ -11,13 +11,14 @@ Nothing is downloaded or committed: every test builds its media in ``tmp_path``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from vosctl.results import ObjectResult
 
 # Encoder per container when the caller does not name one: fast settings, small files.
 DEFAULT_CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9", ".avi": "mpeg4"}
@@ -172,22 +173,11 @@ def video_info(path: Path) -> dict[str, Any]:
         }
 
 
-@dataclass(frozen=True)
-class FakeObject:
-    """Stands in for the tracker's ``ObjectResult`` in sink tests."""
-
-    object_id: int
-    box: tuple[float, float, float, float] | None
-    area: int
-    score: float
-    lost: bool
-
-
-def objects_from_labels(labels: np.ndarray, score: float = 0.9) -> dict[int, FakeObject]:
-    """One :class:`FakeObject` per id present in ``labels`` (box and area from the mask)."""
+def objects_from_labels(labels: np.ndarray, score: float = 0.9) -> dict[int, ObjectResult]:
+    """One :class:`ObjectResult` per id present in ``labels`` (box and area from the mask)."""
     objects = {}
     for object_id in (int(v) for v in np.unique(labels) if v):
         ys, xs = np.nonzero(labels == object_id)
         box = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
-        objects[object_id] = FakeObject(object_id, box, int(xs.size), score, False)
+        objects[object_id] = ObjectResult(object_id, box, int(xs.size), score, False)
     return objects

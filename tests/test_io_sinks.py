@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from synth import FakeObject, decode_video, moving_square, objects_from_labels, video_info
+from synth import decode_video, moving_square, objects_from_labels, video_info
 
 from vosctl.io import (
     DAVIS_PALETTE,
@@ -25,6 +25,7 @@ from vosctl.io import (
     TrackSink,
     render_overlay,
 )
+from vosctl.results import ObjectResult
 
 W, H, N = 64, 48, 5
 
@@ -137,11 +138,14 @@ def test_alpha_png_round_trip(tmp_path: Path) -> None:
         assert np.array_equal(rgba[..., 3], np.where(labels > 0, 255, 0))
 
 
-def _track_frames() -> list[dict[int, FakeObject]]:
+def _track_frames() -> list[dict[int, ObjectResult]]:
     return [
-        {1: FakeObject(1, (10, 20, 30, 40), 1200, 0.95, False), 2: FakeObject(2, (50.5, 5, 10, 10), 90, 0.8, False)},
-        {1: FakeObject(1, (12, 21, 30, 40), 1180, np.float32(0.91), False), 2: FakeObject(2, None, 0, 0.1, True)},
-        {2: FakeObject(np.int64(2), (52, 6, 10, 10), 95, 0.7, False), 1: FakeObject(1, None, 0, 0.05, True)},
+        {
+            1: ObjectResult(1, (10, 20, 30, 40), 1200, 0.95, False),
+            2: ObjectResult(2, (50.5, 5, 10, 10), 90, 0.8, False),
+        },
+        {1: ObjectResult(1, (12, 21, 30, 40), 1180, np.float32(0.91), False), 2: ObjectResult(2, None, 0, 0.1, True)},
+        {2: ObjectResult(np.int64(2), (52, 6, 10, 10), 95, 0.7, False), 1: ObjectResult(1, None, 0, 0.05, True)},
     ]
 
 

@@ -28,11 +28,22 @@ def crop_matrix(cx: float, cy: float, side: float, out: int) -> np.ndarray:
     return np.array([[scale, 0.0, out / 2.0 - scale * cx], [0.0, scale, out / 2.0 - scale * cy]], dtype=np.float64)
 
 
-def crop_image(image: np.ndarray, matrix: np.ndarray, out: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    """Resample ``image`` (HxWx3 uint8 or HxW float/uint8) into an ``out`` x ``out`` crop."""
+def crop_image(
+    image: np.ndarray,
+    matrix: np.ndarray,
+    size: int | tuple[int, int],
+    out: np.ndarray | None = None,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> np.ndarray:
+    """Resample ``image`` (HxWx3 uint8, or one channel) into a crop of ``size`` (side, or (width, height)).
+
+    Colour images are padded with :data:`PAD_COLOUR`, masks with 0; ``out`` is an optional
+    preallocated destination (the tracker reuses its buffers every frame).
+    """
+    width, height = (size, size) if isinstance(size, int) else size
     border = PAD_COLOUR if image.ndim == 3 else 0
     return cv2.warpAffine(
-        image, matrix, (out, out), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=border
+        image, matrix, (width, height), dst=out, flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=border
     )
 
 

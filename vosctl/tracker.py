@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
 from vosctl.errors import InputError
-from vosctl.geometry import PAD_COLOUR, crop_image, crop_matrix, mask_box, template_side
+from vosctl.geometry import crop_image, crop_matrix, mask_box, paste_crop, template_side
 from vosctl.model.network import SiamDMN, TemplateEmbedding, fuse_for_inference
+from vosctl.results import FrameResult, ObjectResult
 
 
 @dataclass(frozen=True)
@@ -59,22 +59,6 @@ class SegmenterConfig:
 
 
 @dataclass
-class ObjectResult:
-    object_id: int
-    box: tuple[int, int, int, int] | None  # x, y, w, h of the mask; None when empty
-    area: int
-    score: float
-    lost: bool
-
-
-@dataclass
-class FrameResult:
-    index: int
-    labels: np.ndarray  # uint8 (H, W)
-    objects: dict[int, ObjectResult]
-
-
-@dataclass
 class ObjectState:
     object_id: int
     cx: float
@@ -85,7 +69,6 @@ class ObjectState:
     lost: bool = False
     area: float = 0.0  # smoothed mask area (pixels), to judge re-acquisitions
     lost_frames: int = 0  # consecutive frames lost
-    lost_history: list[int] = field(default_factory=list)  # frame indices reported lost
 
 
 @dataclass
@@ -312,27 +295,11 @@ class Segmenter:
         search, prior = state.search_buffer, state.prior_buffer
         assert prior is not None
         for i, (obj, matrix) in enumerate(zip(objects, matrices)):
-            cv2.warpAffine(
-                rgb,
-                matrix,
-                (in_w, in_h),
-                dst=search[i],
-                flags=cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_CONSTANT,
-                borderValue=PAD_COLOUR,
-            )
+            crop_image(rgb, matrix, (in_w, in_h), out=search[i])
             if obj.lost and not box_prompt:
                 prior[i].fill(0)
             else:  # the previous mask, cropped like the search image (0/255 -> thresholded below)
-                cv2.warpAffine(
-                    state.prev_masks[i],
-                    matrix,
-                    (in_w, in_h),
-                    dst=prior[i],
-                    flags=cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_CONSTANT,
-                    borderValue=0,
-                )
+                crop_image(state.prev_masks[i], matrix, (in_w, in_h), out=prior[i])
 
         bias = None
         if not self.config.full_frame:
@@ -354,15 +321,7 @@ class Segmenter:
 
         probs = state.prob_buffer
         for i, matrix in enumerate(matrices):
-            cv2.warpAffine(
-                mask_prob[i],
-                matrix,
-                (state.width, state.height),
-                dst=probs[i],
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_CONSTANT,
-                borderValue=0,
-            )
+            paste_crop(mask_prob[i], matrix, state.width, state.height, out=probs[i])
         return probs, [float(p) for p in peak], [float(v) for v in similarity]
 
     def step(self, state: TrackState, rgb: np.ndarray) -> FrameResult:
@@ -423,7 +382,6 @@ class Segmenter:
             area = int(np.count_nonzero(final)) if box is not None else 0
             if not visible[i]:
                 obj.lost, obj.lost_frames = True, obj.lost_frames + 1
-                obj.lost_history.append(state.frame_index)
                 masks[i].fill(0)
             elif box is None:
                 # Found but hidden behind another object: keep its place, use its own mask as prior.

@@ -55,7 +55,7 @@ class Sample:
 class DavisFrames:
     """All frames and masks of some DAVIS-layout sequences, held in memory (uint8)."""
 
-    def __init__(self, root: str | Path, sequences: list[str], max_side: int = 854) -> None:
+    def __init__(self, root: str | Path, sequences: list[str]) -> None:
         self.root = Path(root)
         self.frames: list[list[np.ndarray]] = []
         self.masks: list[list[np.ndarray]] = []
@@ -298,14 +298,12 @@ class PairSampler:
         """Random homography (affine + mild perspective), same canvas size."""
         h, w = mask.shape
         src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-        centre = np.float32([w / 2, h / 2])
         angle = rng.uniform(-20, 20) * strength
         scale = math.exp(rng.uniform(-0.3, 0.3) * strength)
         rot = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
         dst = (np.hstack([src, np.ones((4, 1), np.float32)]) @ rot.T).astype(np.float32)
         dst += rng.normal(0, 0.03 * max(h, w) * strength, dst.shape).astype(np.float32)
         dst += rng.uniform(-0.15, 0.15, 2).astype(np.float32) * np.float32([w, h]) * strength
-        del centre
         homography = cv2.getPerspectiveTransform(src, dst)
         img = cv2.warpPerspective(image, homography, (w, h), borderMode=cv2.BORDER_REFLECT_101)
         msk = cv2.warpPerspective(mask, homography, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
