@@ -14,8 +14,8 @@ import time
 
 import torch
 
+from vosctl.engine import bf16_supported as _bf16_supported
 from vosctl.model.checkpoint import load_checkpoint
-from vosctl.tracker import _bf16_supported
 
 
 def measure(model, device: torch.device, objects: int, bf16: bool, iters: int) -> float:

@@ -1,5 +1,7 @@
 """Crop geometry shared by the tracker and the training data, so both see identical crops.
 
+Owner: throughput issue (#9) (torch crop path); the search-window rule is shared with training (#8).
+
 A crop is a square window of side ``side`` (frame pixels) centred at ``(cx, cy)``, resampled to
 ``out`` pixels. Outside the frame the crop is filled with the ImageNet mean colour, which the
 network's input normalisation maps to zero.
@@ -20,6 +22,27 @@ def template_side(width: float, height: float, context: float = 0.5) -> float:
     """SiamFC/SiamMask template window: the box plus ``context`` x its half-perimeter, made square."""
     pad = context * (width + height)
     return math.sqrt(max(width + pad, 1.0) * max(height + pad, 1.0))
+
+
+def search_side(
+    width: float,
+    height: float,
+    context: float,
+    search_factor: float,
+    frame_width: int | None = None,
+    frame_height: int | None = None,
+    cap_to_frame: bool = False,
+) -> float:
+    """Side (frame pixels) of the search window around an object of box size ``width`` x ``height``.
+
+    ``search_factor`` times the template window (SiamMask); with ``cap_to_frame`` never wider than
+    the frame's longer side, so a large object is not shrunk into a crop that is mostly padding.
+    Training data and the tracker both call this, so they see the same scales.
+    """
+    side = template_side(width, height, context) * search_factor
+    if cap_to_frame and frame_width and frame_height:
+        side = min(side, float(max(frame_width, frame_height)))
+    return side
 
 
 def crop_matrix(cx: float, cy: float, side: float, out: int) -> np.ndarray:

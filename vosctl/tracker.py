@@ -8,29 +8,40 @@ Usage from Python::
         result.labels          # uint8 HxW, the prompt's object ids
         result.objects[1]      # ObjectResult(box, area, score, lost)
 
-or drive it yourself: ``state = seg.init_state(first_rgb, labels)`` then ``seg.step(state, rgb)``.
+or drive it yourself: ``state, first = seg.init_state(first_rgb, labels)`` then ``seg.step(state, rgb)``.
 
 Per frame, for every object: crop a search window around its last position (wider while it is
 lost), crop its previous mask the same way as a prior, run the network for all objects in one
 batch, choose the centre cell (score + cosine window), decode the mask from that cell's dynamic
-kernels, paste it back into the frame, resolve overlaps by per-pixel argmax, and update position
-and size from the mask (size smoothed). A score below ``lost_threshold`` marks the object lost:
-its mask is empty (never drifting onto background) until the score, searched over a growing
-window, passes ``found_threshold`` again.
+kernels, paste it back into the frame, decide presence, resolve overlaps, and update position and
+size from the mask (size smoothed).
+
+The decisions live beside this loop, each with one owner, so they can change independently:
+
+==================  ======================================================
+``vosctl.engine``   device, precision, the batched forward (numpy in/out)
+``vosctl.geometry`` search-window size, crop and paste
+``vosctl.presence`` visible / lost / re-acquired, lost-search widening
+``vosctl.memory``   appearance memory (trusted prompt entry + recent bank)
+``vosctl.merge``    per-object probabilities -> one label map
+==================  ======================================================
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
+from vosctl.engine import Engine
 from vosctl.errors import InputError
-from vosctl.geometry import crop_image, crop_matrix, mask_box, paste_crop, template_side
-from vosctl.model.network import SiamDMN, TemplateEmbedding, fuse_for_inference
+from vosctl.geometry import crop_image, crop_matrix, mask_box, paste_crop, search_side, template_side
+from vosctl.memory import AppearanceMemory, MemoryConfig
+from vosctl.merge import merge_objects
+from vosctl.model.network import SiamDMN, TemplateEmbedding
+from vosctl.presence import PresenceConfig, PresenceSignals, is_visible, lost_search_growth
 from vosctl.results import FrameResult, ObjectResult
 
 
@@ -38,24 +49,16 @@ from vosctl.results import FrameResult, ObjectResult
 class SegmenterConfig:
     context: float = 0.5  # template window = box + context x half-perimeter (SiamMask)
     window_influence: float = 0.35  # strength of the cosine-window motion penalty on the score
-    # An object is lost when its mask vanishes or stops looking like the template (cosine of the
-    # masked search features with the template's foreground features); the centre score is no
-    # help there (it stays low for objects whose box centre is empty), so its floor is off.
-    lost_similarity: float = 0.75
-    lost_threshold: float = 0.0
-    # A lost object is re-acquired only when both the score and the similarity are clearly high.
-    found_threshold: float = 0.1
-    found_similarity: float = 0.85
     mask_threshold: float = 0.5
     size_smoothing: float = 0.6  # weight of the new mask-derived size (0: never adapt, 1: no smoothing)
-    lost_growth: float = 1.25  # while lost, the search canvas grows by this factor per frame ...
-    lost_max_scale: float = 2.5  # ... up to this multiple of the normal crop (same scale, more area)
     min_size: float = 8.0  # object box never shrinks below this (pixels)
     max_size_change: float = 1.2  # per-frame limit on the size update (factor)
-    reacquire_area_range: tuple[float, float] = (0.25, 4.0)  # re-found area / last known area
     overlap_prior_weight: float = 1.0  # contested pixels: weight (1 + this) for the previous owner
+    cap_search_to_frame: bool = False  # search window never wider than the frame (see geometry.search_side)
     full_frame: bool = False  # ablation: search the whole frame (at the crop's scale) instead of a crop
     precision: str = "auto"  # "auto" (bf16 where the CPU/GPU supports it), "bf16" or "fp32"
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
 
 
 @dataclass
@@ -78,7 +81,7 @@ class TrackState:
     width: int
     height: int
     objects: list[ObjectState]
-    templates: TemplateEmbedding
+    memory: AppearanceMemory
     prev_masks: np.ndarray  # (N, H, W) uint8 0/255: each object's last mask, the next frame's prior
     frame_index: int = 0
     # Reused buffers (the per-frame loop must not allocate per object per frame).
@@ -87,24 +90,10 @@ class TrackState:
     prob_buffer: np.ndarray | None = None
     own_buffer: np.ndarray | None = None
 
-
-def _pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA GPU is available")
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"unknown device '{device}' (use auto, cpu or cuda)")
-    return torch.device(device)
-
-
-def _bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    @property
+    def templates(self) -> TemplateEmbedding:
+        """The combined appearance embedding the network uses this frame."""
+        return self.memory.combined()
 
 
 class Segmenter:
@@ -118,18 +107,18 @@ class Segmenter:
         model_name: str = "custom",
     ) -> None:
         self.config = config or SegmenterConfig()
-        self.torch_device = _pick_device(device)
-        self.device = str(self.torch_device)
-        # BN folded into the convolutions, on a copy: the caller's model (maybe training) is untouched.
-        self.model = fuse_for_inference(model).to(self.torch_device).to(memory_format=torch.channels_last)
+        self.engine = Engine(model, device=device, precision=self.config.precision)
+        self.torch_device = self.engine.torch_device
+        self.device = self.engine.device
+        self.use_bf16 = self.engine.precision == "bf16"
         self.model_name = model_name
+        self.metadata: dict = {}
         net = model.config
         self.search_size = net.search_size
         self.template_size = net.template_size
+        self.score_size = net.score_size
         self.search_factor = net.search_size / net.template_size
-        precision = self.config.precision
-        self.use_bf16 = precision == "bf16" or (precision == "auto" and _bf16_supported(self.torch_device))
-        self._bias_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._bias_cache: dict[tuple[int, int], np.ndarray] = {}
 
     @classmethod
     def from_pretrained(
@@ -143,16 +132,12 @@ class Segmenter:
         return segmenter
 
     # ------------------------------------------------------------------ helpers
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.torch_device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
-
-    def _images_to_tensor(self, images: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(images).to(self.torch_device, non_blocking=True)
-        return tensor.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
-
-    def _window_side(self, obj: ObjectState) -> float:
-        """Side (frame pixels) of the normal search window: twice the template window."""
-        return template_side(obj.w, obj.h, self.config.context) * self.search_factor
+    def _window_side(self, state: TrackState, obj: ObjectState) -> float:
+        """Side (frame pixels) of the normal search window around ``obj``."""
+        cfg = self.config
+        return search_side(
+            obj.w, obj.h, cfg.context, self.search_factor, state.width, state.height, cfg.cap_search_to_frame
+        )
 
     def _embed(self, rgb: np.ndarray, labels: np.ndarray, objects: list[ObjectState]) -> TemplateEmbedding:
         size = self.template_size
@@ -162,10 +147,7 @@ class Segmenter:
             matrix = crop_matrix(obj.cx, obj.cy, template_side(obj.w, obj.h, self.config.context), size)
             crops[i] = crop_image(rgb, matrix, size)
             masks[i] = crop_image((labels == obj.object_id).astype(np.float32), matrix, size)
-        with torch.inference_mode(), self._autocast():
-            return self.model.embed_template(
-                self._images_to_tensor(crops), torch.from_numpy(masks).to(self.torch_device)[:, None]
-            )
+        return self.engine.embed(crops, masks)
 
     # ------------------------------------------------------------------ state
     def init_state(
@@ -191,16 +173,17 @@ class Segmenter:
         ids = [int(i) for i in np.unique(labels) if i != 0]
         if not ids:
             raise InputError("the first-frame mask contains no object")
-        objects = []
-        for object_id in ids:
-            x, y, w, h = mask_box(labels == object_id)  # type: ignore[misc]
-            objects.append(
-                ObjectState(object_id, x + w / 2, y + h / 2, max(w, self.config.min_size), max(h, self.config.min_size))
-            )
-        for obj in objects:
-            obj.area = float((labels == obj.object_id).sum())
-        state = TrackState(width, height, objects, self._embed(rgb, labels, objects), _object_masks(labels, objects))
+        objects = [self._object_from_mask(object_id, labels == object_id) for object_id in ids]
+        memory = AppearanceMemory.from_embedding(self.config.memory, self._embed(rgb, labels, objects))
+        state = TrackState(width, height, objects, memory, _object_masks(labels, objects))
         return state, self._first_result(state, labels)
+
+    def _object_from_mask(self, object_id: int, mask: np.ndarray) -> ObjectState:
+        x, y, w, h = mask_box(mask)  # type: ignore[misc]
+        min_size = self.config.min_size
+        obj = ObjectState(object_id, x + w / 2, y + h / 2, max(w, min_size), max(h, min_size))
+        obj.area = float(np.count_nonzero(mask))
+        return obj
 
     def _labels_from_boxes(self, rgb: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
         """Box prompt: the network segments the first frame from a box-shaped template and prior."""
@@ -214,9 +197,10 @@ class Segmenter:
                 raise InputError(f"box {x:g},{y:g},{w:g},{h:g} lies outside the {width}x{height} frame")
             box_labels[y0:y1, x0:x1] = object_id
             objects.append(ObjectState(object_id, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0))
-        templates = self._embed(rgb, box_labels, objects)
-        state = TrackState(width, height, objects, templates, _object_masks(box_labels, objects))
-        probs, _, _ = self._segment(state, rgb, box_prompt=True)
+        memory = AppearanceMemory.from_embedding(self.config.memory, self._embed(rgb, box_labels, objects))
+        state = TrackState(width, height, objects, memory, _object_masks(box_labels, objects))
+        result, matrices = self._search(state, rgb, box_prompt=True)
+        probs = self._paste(state, result.mask_prob, matrices)
         # Keep the prediction inside its (slightly grown) box, as a box prompt promises.
         labels = np.zeros((height, width), np.uint8)
         for i, obj in enumerate(objects):
@@ -245,38 +229,35 @@ class Segmenter:
             return self.search_size, self.search_size
         # Lost: widen the search area at the SAME scale (a bigger canvas, not a zoomed-out crop,
         # so the object still matches its template), up to the whole frame or lost_max_scale.
-        growth = min(self.config.lost_growth**obj.lost_frames, self.config.lost_max_scale)
-        side = self.search_size * growth
+        side = self.search_size * lost_search_growth(obj.lost_frames, self.config.presence)
         return (
             max(self.search_size, min(_round16(side), _round16(state.height * scale * 2))),
             max(self.search_size, min(_round16(side), _round16(state.width * scale * 2))),
         )
 
-    def _window_bias(self, grid_h: int, grid_w: int) -> torch.Tensor:
+    def _window_bias(self, grid_h: int, grid_w: int) -> np.ndarray:
         """Cosine-window logit bias for a canvas: 0 at the centre, strongly negative off the normal window."""
         key = (grid_h, grid_w)
         if key not in self._bias_cache:
-            grid = self.model.config.score_size
+            grid = self.score_size
             hann = np.hanning(grid + 2)[1:-1]
             window = np.outer(hann, hann).astype(np.float32)
             floor = -8.0 * self.config.window_influence
             bias = np.full((grid_h, grid_w), floor, np.float32)
             top, left = (grid_h - grid) // 2, (grid_w - grid) // 2
             bias[top : top + grid, left : left + grid] = floor * (1.0 - window / window.max())
-            self._bias_cache[key] = torch.from_numpy(bias).to(self.torch_device)
+            self._bias_cache[key] = bias
         return self._bias_cache[key]
 
-    def _segment(
-        self, state: TrackState, rgb: np.ndarray, box_prompt: bool = False
-    ) -> tuple[np.ndarray, list[float], list[float]]:
-        """One batched forward for all objects.
+    def _search(self, state: TrackState, rgb: np.ndarray, box_prompt: bool = False):
+        """Crop every object's search canvas and prior, run one batched forward.
 
-        Returns full-frame mask probabilities (N, H, W), the centre-score peaks, and the appearance
-        similarity of what each mask covers to its template (cosine, -1..1).
+        Returns the engine's :class:`~vosctl.engine.SearchResult` (crop coordinates) and the
+        frame->canvas affine matrix of each object.
         """
         objects = state.objects
         n = len(objects)
-        scales = [self.search_size / self._window_side(obj) for obj in objects]
+        scales = [self.search_size / self._window_side(state, obj) for obj in objects]
         sizes = [self._canvas_size(state, obj, scale) for obj, scale in zip(objects, scales)]
         in_h, in_w = max(h for h, _ in sizes), max(w for _, w in sizes)
         matrices = []
@@ -290,39 +271,33 @@ class Segmenter:
         if state.search_buffer is None or state.search_buffer.shape != (n, in_h, in_w, 3):
             state.search_buffer = np.empty((n, in_h, in_w, 3), np.uint8)
             state.prior_buffer = np.empty((n, in_h, in_w), np.uint8)
-        if state.prob_buffer is None or state.prob_buffer.shape[0] != n:
-            state.prob_buffer = np.empty((n, state.height, state.width), np.float32)
         search, prior = state.search_buffer, state.prior_buffer
         assert prior is not None
         for i, (obj, matrix) in enumerate(zip(objects, matrices)):
             crop_image(rgb, matrix, (in_w, in_h), out=search[i])
             if obj.lost and not box_prompt:
                 prior[i].fill(0)
-            else:  # the previous mask, cropped like the search image (0/255 -> thresholded below)
+            else:  # the previous mask, cropped like the search image (0/255 -> thresholded by the engine)
                 crop_image(state.prev_masks[i], matrix, (in_w, in_h), out=prior[i])
 
         bias = None
         if not self.config.full_frame:
             # Tracked objects: motion penalty around the last position. Lost ones: none, search it all.
             window = self._window_bias(in_h // 16, in_w // 16)
-            lost = torch.tensor([o.lost and not box_prompt for o in objects], device=self.torch_device)
-            bias = torch.where(lost[:, None, None, None], torch.zeros_like(window), window)
-        with torch.inference_mode(), self._autocast():
-            out = self.model.forward_search(
-                self._images_to_tensor(search),
-                state.templates,
-                torch.from_numpy(prior).to(self.torch_device)[:, None].gt(127).float(),
-                score_bias=bias,
-            )
-            rows, cols = out.location[:, 0], out.location[:, 1]
-            peak = torch.sigmoid(out.score[torch.arange(n), 0, rows, cols].float()).cpu().numpy()
-            mask_prob = torch.sigmoid(out.mask_logits.float())[:, 0].cpu().numpy()
-            similarity = out.extras["similarity"].cpu().numpy()
+            bias = np.empty((n, 1, *window.shape), np.float32)
+            for i, obj in enumerate(objects):
+                bias[i, 0] = 0.0 if (obj.lost and not box_prompt) else window
+        return self.engine.search(search, state.templates, prior, bias), matrices
 
+    def _paste(self, state: TrackState, mask_prob: np.ndarray, matrices: list[np.ndarray]) -> np.ndarray:
+        """Crop-space probabilities -> full-frame (N, H, W) probabilities (a reused buffer)."""
+        n = len(matrices)
+        if state.prob_buffer is None or state.prob_buffer.shape[0] != n:
+            state.prob_buffer = np.empty((n, state.height, state.width), np.float32)
         probs = state.prob_buffer
         for i, matrix in enumerate(matrices):
             paste_crop(mask_prob[i], matrix, state.width, state.height, out=probs[i])
-        return probs, [float(p) for p in peak], [float(v) for v in similarity]
+        return probs
 
     def step(self, state: TrackState, rgb: np.ndarray) -> FrameResult:
         """Segment the next frame and advance the state."""
@@ -332,7 +307,8 @@ class Segmenter:
             )
         state.frame_index += 1
         cfg = self.config
-        probs, scores, similarity = self._segment(state, rgb)
+        result, matrices = self._search(state, rgb)
+        probs = self._paste(state, result.mask_prob, matrices)
         # Each object's own mask, before objects compete for pixels (into a reused buffer).
         if state.own_buffer is None or state.own_buffer.shape != probs.shape:
             state.own_buffer = np.empty(probs.shape, bool)
@@ -340,43 +316,27 @@ class Segmenter:
         own_area = own.reshape(len(state.objects), -1).sum(1)
         visible = []
         for i, obj in enumerate(state.objects):
-            # The centre score is weak for objects whose box centre is empty (a paraglider, a
-            # flamingo's legs), so presence also needs the mask to look like the template.
-            if obj.lost:
-                ok = scores[i] >= cfg.found_threshold and similarity[i] >= cfg.found_similarity
-                if ok and obj.area > 0:  # and the re-found object must have a plausible size
-                    ok = cfg.reacquire_area_range[0] <= own_area[i] / obj.area <= cfg.reacquire_area_range[1]
-            else:
-                ok = scores[i] >= cfg.lost_threshold and similarity[i] >= cfg.lost_similarity
-            ok = ok and own_area[i] >= 4
+            signals = PresenceSignals(
+                score=float(result.peak[i]),
+                similarity=float(result.similarity[i]),
+                area=float(own_area[i]),
+                last_area=obj.area,
+                presence=float(result.presence[i]),
+            )
+            ok = is_visible(obj.lost, signals, cfg.presence)
             if not ok:
                 probs[i].fill(0.0)  # lost: write nothing rather than drift onto background
                 own[i].fill(False)
             visible.append(ok)
 
-        labels = np.zeros((state.height, state.width), np.uint8)
         ids = np.asarray([o.object_id for o in state.objects], np.uint8)
-        if len(state.objects) == 1:
-            labels[own[0]] = ids[0]
-        else:
-            # Overlaps go to the most confident object, pixel by pixel, with the tie broken towards
-            # the object that held the pixel in the previous frame: when two look-alike objects
-            # touch, both masks tend to swell over the pair, and the previous assignment is the
-            # evidence that tells them apart.
-            best = probs.argmax(0)
-            contested = np.count_nonzero(own, axis=0) > 1  # only where two own masks overlap
-            if contested.any():
-                ys, xs = np.nonzero(contested)
-                previous_owner = state.prev_masks[:, ys, xs] > 0
-                weighted = probs[:, ys, xs] * (1.0 + np.float32(cfg.overlap_prior_weight) * previous_owner)
-                best[ys, xs] = weighted.argmax(0)
-            keep = own.any(0)
-            labels[keep] = ids[best[keep]]
+        labels = merge_objects(probs, own, state.prev_masks, ids, cfg.overlap_prior_weight)
 
         masks = state.prev_masks
         results: dict[int, ObjectResult] = {}
         for i, obj in enumerate(state.objects):
-            obj.score = scores[i]
+            score = float(result.peak[i])
+            obj.score = score
             final = labels == obj.object_id if visible[i] else None
             box = mask_box(final) if final is not None else None
             area = int(np.count_nonzero(final)) if box is not None else 0
@@ -390,7 +350,7 @@ class Segmenter:
             else:
                 np.multiply(final, 255, out=masks[i], casting="unsafe")
                 self._update_geometry(obj, box, area)
-            results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, round(scores[i], 4), obj.lost)
+            results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, round(score, 4), obj.lost)
         return FrameResult(state.frame_index, labels, results)
 
     def _update_geometry(self, obj: ObjectState, box: tuple[float, float, float, float], area: int) -> None:

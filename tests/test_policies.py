@@ -1,0 +1,44 @@
+"""The tracker's small decisions, tested without a network: presence policy and mask merging."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vosctl.merge import merge_objects
+from vosctl.presence import PresenceConfig, PresenceSignals, is_visible, lost_search_growth
+
+
+def test_lost_search_growth_is_bounded_for_any_length() -> None:
+    config = PresenceConfig(lost_growth=1.25, lost_max_scale=2.5)
+    assert lost_search_growth(0, config) == 1.0
+    assert 1.0 < lost_search_growth(2, config) < 2.5
+    # 3,181 frames used to overflow ``1.25 ** lost_frames``; any count must give the cap.
+    for frames in (10, 3181, 10**6, 10**12):
+        assert lost_search_growth(frames, config) == 2.5
+
+
+def test_reacquiring_is_harder_than_keeping() -> None:
+    config = PresenceConfig()
+    middling = PresenceSignals(score=0.05, similarity=0.8, area=500, last_area=500)
+    assert is_visible(False, middling, config)  # tracked objects keep going
+    assert not is_visible(True, middling, config)  # lost ones need clear evidence
+    clear = PresenceSignals(score=0.5, similarity=0.9, area=500, last_area=500)
+    assert is_visible(True, clear, config)
+    implausible = PresenceSignals(score=0.5, similarity=0.9, area=5000, last_area=500)
+    assert not is_visible(True, implausible, config)
+    assert not is_visible(False, PresenceSignals(score=1, similarity=1, area=1, last_area=500), config)
+
+
+def test_merge_gives_contested_pixels_to_the_previous_owner() -> None:
+    probs = np.zeros((2, 4, 4), np.float32)
+    probs[0, :, :3] = 0.8
+    probs[1, :, 1:] = 0.7
+    own = probs > 0.5
+    prev = np.zeros((2, 4, 4), np.uint8)
+    prev[1, :, 1:3] = 255  # object 2 held the middle columns
+    labels = merge_objects(probs, own, prev, np.array([3, 7], np.uint8), overlap_prior_weight=1.0)
+    assert (labels[:, 0] == 3).all()
+    assert (labels[:, 1:3] == 7).all()  # 0.7 x 2 beats 0.8 on pixels object 7 held
+    assert (labels[:, 3] == 7).all()
+    no_prior = merge_objects(probs, own, np.zeros_like(prev), np.array([3, 7], np.uint8), 1.0)
+    assert (no_prior[:, 1:3] == 3).all()
