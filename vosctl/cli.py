@@ -105,6 +105,14 @@ def segment(
         bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            help='A truncated or damaged video: keep the frames that decoded (a warning, "complete": false '
+            "in --json) instead of failing.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print one JSON summary line per input on stdout.")
@@ -132,6 +140,7 @@ def segment(
         force=force,
         quiet=quiet,
         json_summary=json_summary,
+        allow_partial=allow_partial,
     )
     try:
         code = run_segment_cli(options)

@@ -38,6 +38,7 @@ import numpy as np
 from vosctl.engine import Engine
 from vosctl.errors import InputError
 from vosctl.geometry import crop_image, crop_matrix, mask_box, paste_crop, search_side, template_side
+from vosctl.io.checks import check_frame, check_labels
 from vosctl.memory import AppearanceMemory, MemoryConfig
 from vosctl.merge import merge_objects
 from vosctl.model.network import SiamDMN, TemplateEmbedding
@@ -161,13 +162,14 @@ class Segmenter:
         ``labels``: uint8 label map (0 background, ids kept). ``boxes``: (x, y, w, h) per object,
         ids 1..N; the first mask is then predicted by the network inside each box (SiamMask-style).
         """
+        rgb = check_frame(rgb)  # uint8 RGB or InputError (float frames used to give garbage masks)
         height, width = rgb.shape[:2]
         if labels is None and not boxes:
             raise InputError("a first-frame mask or at least one box is needed")
         if labels is not None:
             if labels.shape != (height, width):
                 raise InputError(f"mask is {labels.shape[1]}x{labels.shape[0]} but the frames are {width}x{height}")
-            labels = np.ascontiguousarray(labels, dtype=np.uint8)
+            labels = check_labels(labels)  # ids 1..254 or InputError (int64 id 300 used to wrap to 44)
         else:
             labels = self._labels_from_boxes(rgb, boxes or [])
         ids = [int(i) for i in np.unique(labels) if i != 0]
@@ -301,6 +303,7 @@ class Segmenter:
 
     def step(self, state: TrackState, rgb: np.ndarray) -> FrameResult:
         """Segment the next frame and advance the state."""
+        rgb = check_frame(rgb)
         if rgb.shape[:2] != (state.height, state.width):
             raise InputError(
                 f"frame {state.frame_index + 1} is {rgb.shape[1]}x{rgb.shape[0]}, expected {state.width}x{state.height}"

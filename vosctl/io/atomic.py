@@ -11,9 +11,11 @@ run leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -32,7 +34,7 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def _make_parents(folder: Path) -> list[Path]:
+def make_parents(folder: Path) -> list[Path]:
     """``mkdir -p folder``; returns the folders it created, deepest last (to undo on failure)."""
     missing: list[Path] = []
     current = folder
@@ -43,6 +45,16 @@ def _make_parents(folder: Path) -> list[Path]:
         current = current.parent
     folder.mkdir(parents=True, exist_ok=True)
     return list(reversed(missing))
+
+
+_make_parents = make_parents
+
+
+def remove_created(folders: list[Path]) -> None:
+    """Undo :func:`make_parents`: remove the folders it created, deepest first, if still empty."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):  # not empty: someone else wrote there
+            folder.rmdir()
 
 
 def replace_path(src: Path, dest: Path) -> None:
@@ -98,9 +110,7 @@ class AtomicPath:
             return
         self.done = True
         _remove(self.tmp)
-        for folder in reversed(self._created_parents):
-            with contextlib.suppress(OSError):  # not empty: someone else wrote there
-                folder.rmdir()
+        remove_created(self._created_parents)
 
     def __enter__(self) -> AtomicPath:
         return self
@@ -120,3 +130,77 @@ def atomic_write(dest: str | os.PathLike[str], folder: bool = False) -> Iterator
     target = AtomicPath(dest, folder=folder)
     with target:
         yield target.tmp
+
+
+# ``.<name>.tmp-<pid>`` (a writer's temporary) and ``.<name>.old-<pid>`` (the previous output while
+# replace_path swaps folders): the names this module gives, so that leftovers can be recognised.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)$")
+
+
+def pid_running(pid: int) -> bool:
+    """True when a process with this id runs on this machine (ours, or another user's)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, it is just not ours
+        return True
+    except OSError:
+        return True  # cannot tell: never delete what may be in use
+    return True
+
+
+def stale_temporaries(folder: Path, names: Iterable[str]) -> list[Path]:
+    """Temporaries for ``names`` in ``folder`` whose writing process no longer runs.
+
+    A run killed with SIGKILL (or by a power cut) cannot clean up after itself; its
+    ``.<name>.tmp-<pid>`` stays behind. A temporary whose process is still running (another
+    vosctl writing the same output right now) is never listed. The check is by process id on
+    this machine, so a folder shared over the network by runs on several machines should not be
+    written by two of them at once.
+    """
+    wanted = set(names)
+    found = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # missing or unreadable folder: nothing of ours there
+        return []
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match and match["name"] in wanted and not pid_running(int(match["pid"])):
+            found.append(Path(entry.path))
+    return sorted(found)
+
+
+def remove_stale_temporaries(folder: Path, names: Iterable[str]) -> list[Path]:
+    """Delete :func:`stale_temporaries`; returns what was removed."""
+    stale = stale_temporaries(folder, names)
+    for path in stale:
+        _remove(path)
+    return stale
+
+
+def writable_problem(folder: Path) -> str | None:
+    """Why outputs could not be created in ``folder`` (created if missing), or ``None``.
+
+    Checked before any work so that a read-only destination is reported at once instead of
+    after the model has loaded and the video has been decoded. The nearest existing ancestor
+    must be a writable folder (``access(2)`` also reports read-only mounts, even for root).
+    """
+    current = folder
+    while not current.exists():
+        if current.parent == current:
+            return "no existing parent folder"
+        current = current.parent
+    if not current.is_dir():
+        return f"{current} is not a folder"
+    if os.access(current, os.W_OK | os.X_OK):
+        return None
+    try:
+        if os.statvfs(current).f_flag & os.ST_RDONLY:
+            return f"{current} is on a read-only file system"
+    except OSError:
+        pass
+    return f"{current} is not writable ({os.strerror(errno.EACCES).lower()})"

@@ -6,6 +6,8 @@
 * **Palette PNG** (DAVIS-2017 style, mode ``P``): the palette *indices* are the ids, kept as they
   are (ids 3 and 7 stay 3 and 7). Index 255 is "void" in DAVIS/VOC and becomes background, except
   when 255 is the only non-zero index: then the file is a binary mask and 255 becomes id 1.
+* A mask with the same value everywhere (all 255 "void", all white) has no background and marks
+  no object: it is refused.
 * **Alpha** (RGBA / LA whose alpha is not uniformly opaque): alpha >= 128 is object 1.
 * **Grayscale** (L, 16-bit, 1-bit): a small label map (all values < 128, at most 32 distinct
   values, e.g. 0/1 or 0/1/2 as written by ``cv2.imwrite(labels)``) keeps its values as ids;
@@ -58,6 +60,12 @@ def read_mask_prompt(path: str | os.PathLike[str], width: int, height: int) -> n
         raise InputError(f"mask {mask_path} is {mask_w}x{mask_h} but the video frames are {width}x{height}")
     if not labels.any():
         raise InputError(f"mask {mask_path} has no object (every pixel is background)")
+    if labels.min() == labels.max():
+        # One value everywhere: an all-white or all-255 ("void" in DAVIS) image, not an outline.
+        raise InputError(
+            f"mask {mask_path} has no background: every pixel has the same value (255 is 'void'); "
+            "draw the object on a background of 0"
+        )
     return np.ascontiguousarray(labels)
 
 

@@ -2,7 +2,7 @@
 
 Every sink has the same small interface::
 
-    sink.write(index, rgb, labels, objects)   # once per frame, in order
+    sink.write(index, rgb, labels, objects, time=None)   # once per frame, in order
     sink.close()                              # flush and commit (rename into place)
     sink.abort()                              # remove the temporaries
 
@@ -10,7 +10,10 @@ and is a context manager that commits on success and aborts on an exception. Out
 through :mod:`vosctl.io.atomic`, so a failed or interrupted run leaves no partial file.
 
 ``labels`` is the frame's ``uint8`` label map (0 = background, ids kept), ``objects`` maps each
-object id to an :class:`ObjectResultLike` (the tracker's ``ObjectResult``).
+object id to an :class:`ObjectResultLike` (the tracker's ``ObjectResult``). ``time`` is the
+frame's presentation time in seconds (``Frame.timestamp``, from the decoded timestamps): the
+track files report it and the videos are timed by it, so a variable-frame-rate source keeps its
+timing. Without it, ``index / fps`` is used (a constant rate).
 """
 
 from __future__ import annotations
@@ -59,7 +62,9 @@ Objects = Mapping[int, ObjectResultLike]
 class Sink:
     """Base class: context-manager behaviour around ``write``/``close``/``abort``."""
 
-    def write(self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects) -> None:
+    def write(
+        self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects, time: float | None = None
+    ) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -94,6 +99,9 @@ def _check_frame(sink: str, rgb: np.ndarray | None, labels: np.ndarray, width: i
         )
 
 
+_CLOCK = Fraction(1, 90000)
+
+
 class _VideoWriter:
     """A PyAV encoder writing to an atomic temporary, frame by frame.
 
@@ -118,6 +126,8 @@ class _VideoWriter:
 
         self.rate = _rate(fps)
         self.time_base = 1 / self.rate
+        self.first_time: float | None = None
+        self.last_pts = -1
         # Some encoders need sizes that are multiples of ``align`` (width, height): 4:2:0 H.264
         # needs even sizes, prores_aw an even width. Pad the last columns/rows by replication
         # rather than crop: no source pixel is lost.
@@ -133,19 +143,32 @@ class _VideoWriter:
             self.stream.options = options
             if profile is not None:
                 self.stream.profile = profile
+            # A fine clock (MPEG's 90 kHz: a whole number of ticks per frame at 24, 25, 30 and
+            # 30000/1001 fps) so frames can carry their source times, variable rates included.
+            self.stream.codec_context.time_base = _CLOCK
+            self.stream.time_base = _CLOCK
         except BaseException:
             self.abort()
             raise
         self.frames = 0
 
-    def encode(self, array: np.ndarray, fmt: str) -> None:
+    def encode(self, array: np.ndarray, fmt: str, time: float | None = None) -> None:
         import av
 
         if self.pad_h or self.pad_w:
             array = cv2.copyMakeBorder(array, 0, self.pad_h, 0, self.pad_w, cv2.BORDER_REPLICATE)
         frame = av.VideoFrame.from_ndarray(array, format=fmt)
-        frame.pts = self.frames
-        frame.time_base = self.time_base
+        if time is None:
+            pts = round(self.frames * self.time_base / _CLOCK)
+        else:  # the source's time, counted from the first frame written
+            if self.first_time is None:
+                self.first_time = time
+            pts = round((time - self.first_time) / _CLOCK)
+        # Strictly increasing, whatever the source's timestamps do (duplicates, jitter).
+        pts = max(pts, self.last_pts + 1)
+        self.last_pts = pts
+        frame.pts = pts
+        frame.time_base = _CLOCK
         self.container.mux(self.stream.encode(frame))
         self.frames += 1
 
@@ -179,7 +202,9 @@ class PngMaskSink(Sink):
         self.compress_level = compress_level
         self.count = 0
 
-    def write(self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects) -> None:
+    def write(
+        self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects, time: float | None = None
+    ) -> None:
         from PIL import Image
 
         image = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8))  # mode L
@@ -251,9 +276,11 @@ class OverlayVideoSink(Sink):
             {"preset": preset, "crf": str(crf)}, align=(2, 2),
         )  # fmt: skip
 
-    def write(self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects) -> None:
+    def write(
+        self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects, time: float | None = None
+    ) -> None:
         _check_frame("overlay", rgb, labels, self.width, self.height)
-        self.video.encode(render_overlay(rgb, labels, self.opacity), "rgb24")
+        self.video.encode(render_overlay(rgb, labels, self.opacity), "rgb24", time)
 
     def close(self) -> None:
         self.video.close()
@@ -322,12 +349,14 @@ class AlphaSink(Sink):
         cv2.cvtColor(channels_from, code, dst=self._rgba)
         return self._rgba
 
-    def write(self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects) -> None:
+    def write(
+        self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects, time: float | None = None
+    ) -> None:
         _check_frame("alpha", rgb, labels, self.width, self.height)
         alpha = np.where(labels > 0, np.uint8(255), np.uint8(0))
         if self.fmt == "gray":
             assert self.video is not None
-            self.video.encode(alpha, "gray")
+            self.video.encode(alpha, "gray", time)
             return
         if self.fmt == "png":
             assert self.folder is not None
@@ -340,7 +369,7 @@ class AlphaSink(Sink):
         assert self.video is not None
         rgba = self._rgba_buffer(rgb, cv2.COLOR_RGB2RGBA)
         rgba[..., 3] = alpha
-        self.video.encode(rgba, "rgba")
+        self.video.encode(rgba, "rgba", time)
 
     def close(self) -> None:
         if self.video is not None:
@@ -353,6 +382,13 @@ class AlphaSink(Sink):
             self.video.abort()
         if self.folder is not None:
             self.folder.abort()
+
+
+def _seconds(index: int, fps: float | None, time: float | None) -> float | None:
+    """A frame's time for the track files: the given one, else ``index / fps``."""
+    if time is not None:
+        return round(float(time), 6)
+    return round(index / fps, 6) if fps else None
 
 
 def _number(value: Any) -> int | float:
@@ -389,7 +425,8 @@ class TrackSink(Sink):
            ...],
          "objects": {"1": {"frames": 300, "lost_frames": [187, 188]}}}
 
-    ``time`` is ``frame / fps`` in seconds (``null`` when no fps is given); ``x, y, w, h`` are
+    ``time`` is the frame's presentation time in seconds (from the decoded timestamps; ``frame /
+    fps`` when the writer is given none; ``null`` without either); ``x, y, w, h`` are
     ``null`` when the object has no box (lost with an empty mask). The ``objects`` summary is
     written at the end; only lost frame numbers are kept in memory until then.
     """
@@ -402,8 +439,10 @@ class TrackSink(Sink):
         self.count = 0
         self.summary: dict[int, dict[str, Any]] = {}
 
-    def write(self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects) -> None:
-        time = round(index / self.fps, 6) if self.fps else None
+    def write(
+        self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects, time: float | None = None
+    ) -> None:
+        time = _seconds(index, self.fps, time)
         records = [_record(objects[key]) for key in sorted(objects)]
         for record in records:
             info = self.summary.setdefault(record["object_id"], {"frames": 0, "lost_frames": []})
@@ -431,7 +470,7 @@ TRACK_CSV_FIELDS = ("frame", "time", "object_id", "x", "y", "w", "h", "area", "s
 class TrackCsvSink(Sink):
     """``track.csv``: one row per object per frame with the fields of :data:`TRACK_CSV_FIELDS`.
 
-    Empty ``x, y, w, h`` when the object has no box, empty ``time`` without an fps; ``lost`` is
+    Empty ``x, y, w, h`` when the object has no box, empty ``time`` without a time or an fps; ``lost`` is
     ``true``/``false``.
     """
 
@@ -442,8 +481,11 @@ class TrackCsvSink(Sink):
         self.writer = csv.writer(self.file)
         self.writer.writerow(TRACK_CSV_FIELDS)
 
-    def write(self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects) -> None:
-        time = round(index / self.fps, 6) if self.fps else ""
+    def write(
+        self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects, time: float | None = None
+    ) -> None:
+        time = _seconds(index, self.fps, time)
+        time = "" if time is None else time
         for key in sorted(objects):
             r = _record(objects[key])
             self.writer.writerow(

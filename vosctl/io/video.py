@@ -81,6 +81,9 @@ class FrameSource:
     (``None`` when unknown; see ``frame_count_exact``), ``rotation`` (clockwise degrees already
     applied to the frames). Frames with ``index < start_frame`` are skipped without being
     converted to RGB (video files still have to decode them: seeking is not frame-accurate).
+
+    After a full iteration, ``frames_read`` is the number of frames decoded (skipped ones
+    included) and ``damage`` says why the video ended early (``None`` when it was complete).
     """
 
     path: Path
@@ -91,6 +94,8 @@ class FrameSource:
     frame_count_exact: bool
     rotation: int
     start_frame: int
+    frames_read: int = 0
+    damage: str | None = None
 
     def __iter__(self) -> Iterator[Frame]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -114,11 +119,21 @@ class FrameSource:
 
 
 class VideoFileSource(FrameSource):
-    """A video file decoded with PyAV, one frame at a time."""
+    """A video file decoded with PyAV, one frame at a time.
 
-    def __init__(self, path: Path, start_frame: int = 0) -> None:
+    Damaged files have one policy, whatever the container: a decoding error, or a stream that
+    ends before the frame count (mp4, mov, avi) or the duration (mkv, webm) its header gives, is
+    an :class:`InputError` raised when the iteration reaches it ("truncated or damaged", with the
+    frames decoded and expected). With ``partial=True`` the iteration stops there instead and
+    ``damage`` holds that message, so a caller can keep the frames that decoded and say so.
+    (Without this check, FFmpeg's demuxers end a cut Matroska or AVI file early without an
+    error, while a cut mp4 fails to open: the same damage gave a silent half output or an error.)
+    """
+
+    def __init__(self, path: Path, start_frame: int = 0, partial: bool = False) -> None:
         self.path = path
         self.start_frame = start_frame
+        self.partial = partial
         self._container: Any = None
         self._first: Any = None  # the frame decoded at open time, handed out by the first iteration
         self._decoder: Iterator[Any] | None = None
@@ -132,6 +147,7 @@ class VideoFileSource(FrameSource):
         self.fps = float(rate) if rate else DEFAULT_FOLDER_FPS
         self.frame_count, self.frame_count_exact = self._count_frames(stream)
         self._start_time = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        self._expected_seconds = self._stream_seconds(stream)
 
     def _open(self) -> None:
         import av
@@ -154,6 +170,47 @@ class VideoFileSource(FrameSource):
         except (av.FFmpegError, OSError) as error:
             self.close()
             raise InputError(f"cannot decode video {self.path}: {_reason(error)}") from None
+
+    def _stream_seconds(self, stream: Any) -> float | None:
+        """The video stream's own duration from the header, or ``None``.
+
+        The container's duration is used only when the video is its only stream: with audio it
+        is the longest stream's, and a video with a longer audio track is not truncated.
+        """
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        tagged = _duration_tag(stream.metadata.get("DURATION"))
+        if tagged is not None:
+            return tagged
+        if self._container.duration is not None and len(self._container.streams) == 1:
+            return self._container.duration / 1_000_000
+        return None
+
+    def _shortfall(self, decoded: int, end_time: float | None) -> str | None:
+        """Why a stream that ended after ``decoded`` frames (the last one ending at ``end_time``
+        seconds) is incomplete, or ``None`` when it is complete."""
+        if self.frame_count_exact and self.frame_count is not None:
+            if decoded < self.frame_count:
+                return f"it ends after {decoded} of the {self.frame_count} frames in its header"
+            return None
+        expected = self._expected_seconds
+        if expected is None or end_time is None:
+            return None
+        # Slack: timestamps are rounded (Matroska: to 1 ms) and a variable-rate video's last frame
+        # may be shown a little longer than one frame.
+        if end_time < expected - max(0.5, 3.0 / self.fps):
+            estimate = f"~{self.frame_count}" if self.frame_count else "?"
+            return (
+                f"it ends at {end_time:.2f} s of the {expected:.2f} s in its header "
+                f"({decoded} of {estimate} frames decoded)"
+            )
+        return None
+
+    def _damaged(self, problem: str) -> None:
+        """Apply the damage policy: raise, or (``partial``) remember why the video ended early."""
+        if not self.partial:
+            raise InputError(f"video {self.path} is truncated or damaged: {problem}")
+        self.damage = problem
 
     def _count_frames(self, stream: Any) -> tuple[int | None, bool]:
         if stream.frames:  # mp4/mov/avi headers carry the exact count
@@ -180,21 +237,29 @@ class VideoFileSource(FrameSource):
         decoder = self._decoder
         assert decoder is not None
         index = 0
+        self.frames_read, self.damage = 0, None
+        end_time = None
         while True:
             if pending is None:
                 try:
                     pending = next(decoder)
                 except StopIteration:
+                    problem = self._shortfall(index, end_time)
+                    if problem is not None:
+                        self._damaged(problem)
                     break
                 except (av.FFmpegError, OSError) as error:
-                    raise InputError(f"cannot decode video {self.path} at frame {index}: {_reason(error)}") from None
+                    self._damaged(f"decoding failed at frame {index}: {_reason(error)}")
+                    break
             frame, pending = pending, None
+            time = frame.time
+            timestamp = time - self._start_time if time is not None else index / self.fps
+            end_time = timestamp + _frame_seconds(frame, self.fps)
             if index >= self.start_frame:
                 rgb = rotate_upright(frame.to_ndarray(format="rgb24"), self.rotation)
-                time = frame.time
-                timestamp = time - self._start_time if time is not None else index / self.fps
                 yield Frame(index, timestamp, rgb)
             index += 1
+            self.frames_read = index
 
     def close(self) -> None:
         if self._container is not None:
@@ -242,13 +307,17 @@ class FrameFolderSource(FrameSource):
             yield Frame(index, index / self.fps, rgb)
 
 
-def open_video(path: str | os.PathLike[str], start_frame: int = 0, fps: float | None = None) -> FrameSource:
+def open_video(
+    path: str | os.PathLike[str], start_frame: int = 0, fps: float | None = None, partial: bool = False
+) -> FrameSource:
     """Open a video file or a folder of frames for streaming.
 
     ``start_frame``: frames before it are skipped (their indices are kept: the first frame yielded
     has ``index == start_frame``). ``fps`` sets the rate of a frame folder (default 25); it is
     ignored for video files, which carry their own. Raises :class:`InputError` for a missing path,
-    an unreadable or undecodable file, or a folder without frames.
+    an unreadable or undecodable file, or a folder without frames; a video that turns out to be
+    truncated or damaged raises when the iteration reaches the damage, unless ``partial`` (see
+    :class:`VideoFileSource`).
     """
     if start_frame < 0:
         raise InputError(f"start frame must be >= 0, got {start_frame}")
@@ -257,7 +326,7 @@ def open_video(path: str | os.PathLike[str], start_frame: int = 0, fps: float | 
         raise InputError(f"input {source} does not exist")
     if source.is_dir():
         return FrameFolderSource(source, fps=fps, start_frame=start_frame)
-    return VideoFileSource(source, start_frame=start_frame)
+    return VideoFileSource(source, start_frame=start_frame, partial=partial)
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -272,6 +341,14 @@ def _read_image(path: Path) -> np.ndarray:
     if image is None:
         raise InputError(f"cannot decode frame {path} (not a valid jpg/png image)")
     return image
+
+
+def _frame_seconds(frame: Any, fps: float) -> float:
+    """How long a decoded frame is shown: its own duration when the container gives one."""
+    duration, time_base = getattr(frame, "duration", None), frame.time_base
+    if duration and time_base:
+        return float(duration * time_base)
+    return 1.0 / fps
 
 
 def _duration_tag(text: str | None) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import string
 import sys
 import time
 from collections.abc import Iterator
@@ -19,8 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from vosctl.errors import InputError, VosctlError
+from vosctl.io.atomic import (
+    make_parents,
+    remove_created,
+    remove_stale_temporaries,
+    temp_path_for,
+    writable_problem,
+)
+from vosctl.jobs.signals import Terminated, graceful_termination, report_interruption
 
 ALPHA_FORMATS = {"prores": "alpha.mov", "webm": "alpha.webm", "png": "alpha", "gray": "alpha.mp4"}
+MASK_PATTERN_FIELDS = ("dir", "stem", "name", "path")
 
 
 @dataclass
@@ -43,6 +53,7 @@ class SegmentOptions:
     force: bool = False
     quiet: bool = False
     json_summary: bool = False
+    allow_partial: bool = False  # keep the frames of a truncated/damaged video (warning, "complete": false)
 
 
 @dataclass
@@ -67,6 +78,18 @@ def expand_inputs(inputs: list[str], stdin: Any = None) -> list[Path]:
     if not paths:
         raise InputError("no input given (pass video files or frame folders, or '-' to read paths from stdin)")
     return paths
+
+
+def check_mask_pattern(pattern: str) -> None:
+    """Refuse a --mask-pattern with unknown fields or broken braces, before any input is read."""
+    allowed = ", ".join("{" + f + "}" for f in MASK_PATTERN_FIELDS)
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None]
+    except ValueError as error:  # a lone '{' or '}'
+        raise InputError(f"--mask-pattern '{pattern}': {error} (allowed fields: {allowed})") from None
+    for name in names:
+        if name not in MASK_PATTERN_FIELDS:
+            raise InputError(f"--mask-pattern '{pattern}' uses unknown field {{{name}}} (allowed fields: {allowed})")
 
 
 def mask_for(options: SegmentOptions, input_path: Path) -> Path | None:
@@ -124,6 +147,9 @@ def check_plan(plan: JobPlan, options: SegmentOptions) -> None:
             raise InputError(f"output {plan.output_dir / target} would overwrite an input")
         if path.exists() and not options.force:
             raise InputError(f"output {plan.output_dir / target} already exists (use --force to replace it)")
+    problem = writable_problem(plan.output_dir)
+    if problem is not None:
+        raise InputError(f"cannot write to output folder {plan.output_dir}: {problem}")
 
 
 def _progress(total: int | None, description: str, enabled: bool) -> Any:
@@ -161,14 +187,16 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
     )
 
     started = time.perf_counter()
-    plan.output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = plan.output_dir.parent / f".{plan.output_dir.name}.tmp-{os.getpid()}"
+    _clean_stale(plan)
+    # Folders this run creates (-o a/b/c/out) are removed again if it fails: nothing is left.
+    created = make_parents(plan.output_dir.parent)
+    staging = temp_path_for(plan.output_dir)
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     sinks: list[Any] = []
     progress = None
     try:
-        with open_video(plan.input_path, start_frame=options.start_frame) as source:
+        staging.mkdir()
+        with open_video(plan.input_path, start_frame=options.start_frame, partial=options.allow_partial) as source:
             width, height = source.width, source.height
             labels = boxes = None
             if plan.mask_path is not None:
@@ -208,7 +236,7 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
                 segment_seconds += time.perf_counter() - t_seg
                 frame = current["frame"]
                 for sink in sinks:
-                    sink.write(frame.index, frame.rgb, result.labels, result.objects)
+                    sink.write(frame.index, frame.rgb, result.labels, result.objects, time=frame.timestamp)
                 for object_id, info in result.objects.items():
                     lost.setdefault(object_id, 0)
                     if info.lost:
@@ -222,26 +250,40 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
                 raise InputError(
                     f"input {plan.input_path} has no frames at or after --start-frame {options.start_frame}"
                 )
+            damage = source.damage  # only with --allow-partial: otherwise damage raised InputError
+            expected = None if source.frame_count is None else max(0, source.frame_count - options.start_frame)
         for sink in sinks:
             sink.close()
         sinks.clear()
         _commit(staging, plan, options.force)
-    except BaseException:
+        created = []
+    except BaseException as error:
         for sink in sinks:
             try:
                 sink.abort()
             except Exception:  # cleanup must not hide the real error
                 pass
+        if isinstance(error, OSError):  # disk full, quota, file size limit, lost permission, ...
+            raise _write_error(error, plan) from None
         raise
     finally:
         if progress is not None:
             progress.stop()
         shutil.rmtree(staging, ignore_errors=True)
+        remove_created(created)
     seconds = time.perf_counter() - started
+    if damage is not None:
+        print(
+            f"vosctl: warning: video {plan.input_path} is truncated or damaged: {damage}; "
+            f"outputs cover the {count} frames that decoded",
+            file=sys.stderr,
+        )
     return {
         "input": str(plan.input_path),
         "output": str(plan.output_dir),
         "frames": count,
+        "complete": damage is None,
+        "frames_expected": expected,
         "objects": sorted(lost),
         "seconds": round(seconds, 3),
         "fps": round(count / seconds, 2) if seconds > 0 else None,
@@ -251,6 +293,21 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
         "model": segmenter.model_name,
         "device": segmenter.device,
     }
+
+
+def _write_error(error: OSError, plan: JobPlan) -> VosctlError:
+    """One line for a failure to write the outputs: disk full, quota, file size limit, lost
+    permission (exit 1: the input was fine). The staging folder is removed by the caller."""
+    reason = error.strerror or str(error) or type(error).__name__
+    return VosctlError(f"cannot write outputs to {plan.output_dir}: {reason} (nothing written for {plan.input_path})")
+
+
+def _clean_stale(plan: JobPlan) -> None:
+    """Remove temporaries that killed runs (SIGKILL, power cut) left where this run writes; say so."""
+    stale = remove_stale_temporaries(plan.output_dir.parent, [plan.output_dir.name])
+    stale += remove_stale_temporaries(plan.output_dir, plan.outputs.values())
+    for path in stale:
+        print(f"vosctl: warning: removed {path}, left behind by an interrupted run", file=sys.stderr)
 
 
 def _commit(staging: Path, plan: JobPlan, force: bool) -> None:
@@ -272,6 +329,8 @@ def run_segment(options: SegmentOptions, stdin: Any = None) -> Iterator[dict[str
     """Process every input; yields a summary dict per success or the error per failed input."""
     from vosctl.tracker import Segmenter, SegmenterConfig
 
+    if options.mask_pattern:
+        check_mask_pattern(options.mask_pattern)
     paths = expand_inputs(options.inputs, stdin)
     batch = len(paths) > 1 or "-" in options.inputs
     if options.output is not None and options.output.exists() and not options.output.is_dir():
@@ -301,7 +360,19 @@ def run_segment(options: SegmentOptions, stdin: Any = None) -> Iterator[dict[str
 
 
 def run_segment_cli(options: SegmentOptions) -> int:
-    """CLI driver: one error line per failed input on stderr, JSON lines on stdout; worst exit code."""
+    """CLI driver: one error line per failed input on stderr, JSON lines on stdout; worst exit code.
+
+    SIGTERM/SIGHUP unwind like Ctrl-C, so the unfinished input's temporaries are removed; the exit
+    code is then 128 + the signal (130 Ctrl-C, 143 SIGTERM).
+    """
+    with graceful_termination():
+        try:
+            return _run_segment_cli(options)
+        except (KeyboardInterrupt, Terminated) as stop:
+            return report_interruption(stop)
+
+
+def _run_segment_cli(options: SegmentOptions) -> int:
     code = 0
     for outcome in run_segment(options):
         if isinstance(outcome, VosctlError):

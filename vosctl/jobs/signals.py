@@ -1,0 +1,80 @@
+"""SIGTERM (and SIGHUP) handled like Ctrl-C: unwind, clean up, exit with the signal's code.
+
+Python turns SIGINT into ``KeyboardInterrupt``, which unwinds through every ``try/finally`` and
+``except BaseException`` cleanup (sinks abort, staging folders are removed). SIGTERM, what
+``timeout``, ``kill``, systemd and container runtimes send, kills the process by default without
+running any of that, leaving hidden temporaries behind. Inside :func:`graceful_termination`
+SIGTERM/SIGHUP raise :class:`Terminated` instead, so they take the same cleanup path as Ctrl-C.
+
+Exit codes follow the shell convention 128 + signal number: Ctrl-C (SIGINT) 130, SIGTERM 143,
+SIGHUP 129, so a script can tell an interrupted run from a failed one (1) or bad input (2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+INTERRUPT_EXIT_CODE = 128 + signal.SIGINT  # 130
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when a termination signal arrives (a BaseException, like
+    ``KeyboardInterrupt``, so ``except Exception`` handlers do not swallow it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
+        self.name = signal.Signals(signum).name
+
+
+def interrupted_exit_code(error: BaseException) -> int:
+    """The exit code for a ``KeyboardInterrupt`` (130) or :class:`Terminated` (128 + signal)."""
+    return error.exit_code if isinstance(error, Terminated) else INTERRUPT_EXIT_CODE
+
+
+def report_interruption(error: BaseException) -> int:
+    """One line on stderr for Ctrl-C or a termination signal; returns the exit code."""
+    what = f"terminated by {error.name}" if isinstance(error, Terminated) else "interrupted"
+    print(f"vosctl: error: {what}; unfinished outputs were removed", file=sys.stderr)
+    return interrupted_exit_code(error)
+
+
+@contextlib.contextmanager
+def graceful_termination(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Within the block, ``signums`` raise :class:`Terminated` in the main thread.
+
+    After the first signal (or Ctrl-C) further SIGINT/SIGTERM/SIGHUP are ignored until the block
+    ends, so a second ``kill`` or an impatient second Ctrl-C cannot cut the cleanup short and
+    leave temporaries behind (SIGKILL still ends the process at once). Outside the main thread
+    (signal handlers can only be set there) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handled = tuple(dict.fromkeys((*signums, signal.SIGINT)))
+    previous = {signum: signal.getsignal(signum) for signum in handled}
+
+    def ignore_further() -> None:
+        for signum in handled:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        ignore_further()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum)
+
+    for signum in handled:
+        if previous[signum] is not signal.SIG_IGN:  # e.g. nohup: an ignored signal stays ignored
+            signal.signal(signum, on_signal)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
