@@ -81,19 +81,21 @@ def write_video(
     rotation: int | None = None,
     pix_fmt: str = "yuv420p",
     options: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,
 ) -> Path:
     """Encode RGB frames into ``path`` (container from the extension) with PyAV.
 
     ``codec`` defaults by extension (mp4/mov/mkv: libx264, webm: libvpx-vp9, avi: mpeg4).
     ``rotation`` is the *clockwise* turn a player must apply to show the video upright (what
     ``FrameSource.rotation`` reports, and what a phone's ``rotate=90`` tag means); it is written
-    as display-matrix side data, which stores the counter-clockwise angle.
+    as display-matrix side data, which stores the counter-clockwise angle. ``container_options``
+    go to the muxer (e.g. ``{"movflags": "+faststart"}``: mp4 index before the data).
     """
     import av
 
     codec = codec or DEFAULT_CODECS.get(path.suffix.lower(), "libx264")
     rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", container_options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.pix_fmt = pix_fmt
         stream.options = dict(options if options is not None else FAST_OPTIONS.get(codec, {}))
@@ -181,3 +183,24 @@ def objects_from_labels(labels: np.ndarray, score: float = 0.9) -> dict[int, Obj
         box = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
         objects[object_id] = ObjectResult(object_id, box, int(xs.size), score, False)
     return objects
+
+
+def write_timed_video(path: Path, frames: Sequence[np.ndarray], times: Sequence[float], codec: str = "libx264") -> Path:
+    """A variable-frame-rate video: frame ``i`` is shown at ``times[i]`` seconds (1 ms clock)."""
+    import av
+
+    clock = Fraction(1, 1000)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = dict(FAST_OPTIONS.get(codec, {}))
+        stream.codec_context.time_base = clock
+        stream.time_base = clock
+        for time, rgb in zip(times, frames, strict=True):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = round(time * 1000)
+            frame.time_base = clock
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path

@@ -362,9 +362,12 @@ class AlphaSink(Sink):
             assert self.folder is not None
             bgra = self._rgba_buffer(rgb, cv2.COLOR_RGB2BGRA)
             bgra[..., 3] = alpha
-            ok = cv2.imwrite(str(self.folder.tmp / f"{index:05d}.png"), bgra, _RGBA_PNG_PARAMS)
+            # imencode + tofile rather than imwrite: a failed write (disk full) is then an OSError
+            # with its reason, instead of libpng printing to stderr and imwrite returning False.
+            ok, encoded = cv2.imencode(".png", bgra, _RGBA_PNG_PARAMS)
             if not ok:
-                raise OSError(f"cannot write {self.folder.tmp / f'{index:05d}.png'}")
+                raise ValueError(f"cannot encode frame {index} as PNG")
+            encoded.tofile(self.folder.tmp / f"{index:05d}.png")
             return
         assert self.video is not None
         rgba = self._rgba_buffer(rgb, cv2.COLOR_RGB2RGBA)

@@ -196,9 +196,9 @@ class VideoFileSource(FrameSource):
         expected = self._expected_seconds
         if expected is None or end_time is None:
             return None
-        # Slack: timestamps are rounded (Matroska: to 1 ms) and a variable-rate video's last frame
-        # may be shown a little longer than one frame.
-        if end_time < expected - max(0.5, 3.0 / self.fps):
+        # Slack for rounded timestamps (Matroska: 1 ms) and a last frame without a duration of its
+        # own (end_time then assumes 1/fps): three frames, at least 0.1 s.
+        if end_time < expected - max(0.1, 3.0 / self.fps):
             estimate = f"~{self.frame_count}" if self.frame_count else "?"
             return (
                 f"it ends at {end_time:.2f} s of the {expected:.2f} s in its header "
