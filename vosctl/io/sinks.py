@@ -367,7 +367,7 @@ class AlphaSink(Sink):
             ok, encoded = cv2.imencode(".png", bgra, _RGBA_PNG_PARAMS)
             if not ok:
                 raise ValueError(f"cannot encode frame {index} as PNG")
-            encoded.tofile(self.folder.tmp / f"{index:05d}.png")
+            (self.folder.tmp / f"{index:05d}.png").write_bytes(memoryview(encoded))
             return
         assert self.video is not None
         rgba = self._rgba_buffer(rgb, cv2.COLOR_RGB2RGBA)
