@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from vosctl import __version__
-from vosctl.errors import VosctlError
+from vosctl.errors import VosctlError, one_line
 
 app = typer.Typer(
     name="vosctl",
@@ -27,7 +27,7 @@ app = typer.Typer(
 
 def _fail(error: VosctlError) -> NoReturn:
     """One line on stderr, the error's exit code (2 for bad input, 1 otherwise)."""
-    print(f"vosctl: error: {error}", file=sys.stderr)
+    print(f"vosctl: error: {one_line(error)}", file=sys.stderr)
     raise typer.Exit(code=error.exit_code)
 
 

@@ -7,6 +7,16 @@ any other ``VosctlError`` exits 1. Messages are one line and name the problem.
 
 from __future__ import annotations
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")  # what str.splitlines() breaks on, and escapes
+
+
+def one_line(message: object) -> str:
+    """``message`` with control characters escaped (``\\n``, ``\\r``, ``\\x1b``...), so that a
+    file name or a box string holding a newline cannot split an error into several lines."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], str(message))
+
 
 class VosctlError(Exception):
     """A failure vosctl can explain in one line (exit code 1)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vosctl.errors import InputError, VosctlError
+from vosctl.errors import InputError, VosctlError, one_line
 from vosctl.io.atomic import (
     make_parents,
     remove_created,
@@ -274,8 +274,10 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
     seconds = time.perf_counter() - started
     if damage is not None:
         print(
-            f"vosctl: warning: video {plan.input_path} is truncated or damaged: {damage}; "
-            f"outputs cover the {count} frames that decoded",
+            one_line(
+                f"vosctl: warning: video {plan.input_path} is truncated or damaged: {damage}; "
+                f"outputs cover the {count} frames that decoded"
+            ),
             file=sys.stderr,
         )
     return {
@@ -307,7 +309,7 @@ def _clean_stale(plan: JobPlan) -> None:
     stale = remove_stale_temporaries(plan.output_dir.parent, [plan.output_dir.name])
     stale += remove_stale_temporaries(plan.output_dir, plan.outputs.values())
     for path in stale:
-        print(f"vosctl: warning: removed {path}, left behind by an interrupted run", file=sys.stderr)
+        print(one_line(f"vosctl: warning: removed {path}, left behind by an interrupted run"), file=sys.stderr)
 
 
 def _commit(staging: Path, plan: JobPlan, force: bool) -> None:
@@ -376,7 +378,7 @@ def _run_segment_cli(options: SegmentOptions) -> int:
     code = 0
     for outcome in run_segment(options):
         if isinstance(outcome, VosctlError):
-            print(f"vosctl: error: {outcome}", file=sys.stderr)
+            print(f"vosctl: error: {one_line(outcome)}", file=sys.stderr)
             code = max(code, outcome.exit_code)
             continue
         if options.json_summary:
