@@ -257,3 +257,9 @@ def test_variable_frame_rate_keeps_source_times(cli, tmp_path, ext) -> None:
     with av.open(str(out / "overlay.mp4")) as container:
         times = [frame.time for frame in container.decode(container.streams.video[0])]
     assert times == pytest.approx(VFR_TIMES, abs=2e-3)
+
+
+def test_error_line_stays_one_line_with_newlines_in_user_text(cli, clip, tmp_path) -> None:
+    video, _ = clip
+    run = cli("segment", video, "--box=1,2\n3,4\r", "-o", tmp_path / "out")
+    assert run.code == 2 and len(run.error_lines) == 1 and "\\n" in run.error_lines[0], run.stderr
