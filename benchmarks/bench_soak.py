@@ -14,8 +14,11 @@ lost and after the return (the lost search must cost a bounded amount: an unboun
 used to overflow after 3,181 lost frames), and when the object was found again (frames after it
 was fully back in view, and the mean IoU with the true mask afterwards).
 
-Targets (idle machine): completes; RSS growth from the first sample after warm-up to the end
-< 20 MiB; the lost search is bounded: fps in the second half of the absence >= 0.8 x the first
+Speeds are frames per CPU second of this process (with OMP_NUM_THREADS=1 that is independent of
+the machine's load); the overall wall time is reported too.
+
+Targets (idle machine): completes; steady RSS (from the first sample 200 frames after the object
+left, when the lost search has its widest canvas, to the end) grows < 20 MiB; the lost search is bounded: fps in the second half of the absence >= 0.8 x the first
 half (``lost_fps_ratio``, lost vs tracked, is reported for information: the lost search canvas is
 wider by design); re-acquired within 50 frames of its return; mean IoU after re-acquisition >= 0.7.
 At 320x240 on 2 CPU cores expect tens of minutes for the default 20,000 frames.
@@ -128,10 +131,12 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vosctl-soak-") as tmp:
         sink = TrackSink(Path(tmp) / "track.json", fps=25.0)
-        last = time.perf_counter()
+        # CPU time, not wall time, for the per-phase cost: with one thread it does not depend on
+        # what else the machine runs, so the lost-search bound can be judged on a busy machine.
+        last = time.process_time()
         for result in segmenter.track(iter(scene), labels=first_labels):
             t = result.index
-            now = time.perf_counter()
+            now = time.process_time()
             phase = "tracked" if t < args.leave_at else "lost" if t < scene.return_complete else "returned"
             phase_time[phase] += now - last
             phase_frames[phase] += 1
@@ -150,12 +155,16 @@ def main() -> None:
                 if reacquired_at is not None and t % 10 == 0:
                     ious_after.append(iou(result.labels == 1, truth == 1))
             if t % args.sample_every == 0 or t == args.frames - 1:
-                samples.append({"frame": t, "rss_mib": round(rss_mib(), 1), "seconds": round(now - started, 1)})
+                wall = time.perf_counter() - started
+                samples.append({"frame": t, "rss_mib": round(rss_mib(), 1), "seconds": round(wall, 1)})
                 print(f"frame {t:6d}  rss {samples[-1]['rss_mib']:7.1f} MiB  {samples[-1]['seconds']:8.1f} s  "
                       f"{phase}{'  LOST' if obj.lost else ''}", file=sys.stderr, flush=True)  # fmt: skip
-            last = time.perf_counter()
+            last = time.process_time()
         sink.close()
-    warm = [s for s in samples if s["frame"] >= min(1000, args.leave_at)] or samples
+    # Steady state: from the first sample after the lost search reached its widest canvas (a
+    # one-time step up in buffer sizes when the object is first lost is expected, not a leak).
+    warm = [s for s in samples if s["frame"] >= args.leave_at + 200] or samples[-1:]
+    before = [s for s in samples if s["frame"] < args.leave_at]
     fps = {k: round(phase_frames[k] / phase_time[k], 2) if phase_time[k] else None for k in phase_time}
     away_frames = max(0, scene.return_complete - 40 - (args.leave_at + 20))
     report = {
@@ -169,6 +178,8 @@ def main() -> None:
         # Bounded lost search: the second half of the absence is not slower than the first.
         "away_fps_first_half": round(away_halves[0][1] / away_halves[0][0], 2) if away_halves[0][0] else None,
         "away_fps_second_half": round(away_halves[1][1] / away_halves[1][0], 2) if away_halves[1][0] else None,
+        "cpu_fps_note": "fps figures are frames per CPU second of this process (one thread)",
+        "rss_before_leaving_mib": before[-1]["rss_mib"] if before else None,
         "rss_first_mib": warm[0]["rss_mib"],
         "rss_last_mib": warm[-1]["rss_mib"],
         "rss_max_mib": max(s["rss_mib"] for s in warm),
