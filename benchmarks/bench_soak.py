@@ -18,10 +18,11 @@ Speeds are frames per CPU second of this process (with OMP_NUM_THREADS=1 that is
 the machine's load); the overall wall time is reported too.
 
 Targets (idle machine): completes; steady RSS (from the first sample 200 frames after the object
-left, when the lost search has its widest canvas, to the end) grows < 20 MiB; the lost search is bounded: fps in the second half of the absence >= 0.8 x the first
-half (``lost_fps_ratio``, lost vs tracked, is reported for information: the lost search canvas is
-wider by design); re-acquired within 50 frames of its return; mean IoU after re-acquisition >= 0.7.
-At 320x240 on 2 CPU cores expect tens of minutes for the default 20,000 frames.
+left, when the lost search has its widest canvas, to the end) grows < 20 MiB; the lost search is
+bounded: fps in the second half of the absence >= 0.8 x the first half (``lost_fps_ratio``, lost
+vs tracked, is for information: the lost search canvas is wider by design); re-acquired within 50
+frames of its return; mean IoU after re-acquisition >= 0.7. At 320x240 on 2 CPU cores expect
+tens of minutes for the default 20,000 frames.
 """
 
 from __future__ import annotations
