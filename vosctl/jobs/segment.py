@@ -27,7 +27,7 @@ from vosctl.io.atomic import (
     temp_path_for,
     writable_problem,
 )
-from vosctl.jobs.signals import Terminated, graceful_termination, report_interruption
+from vosctl.jobs.signals import Terminated, graceful_termination, report_interruption, signals_deferred
 
 ALPHA_FORMATS = {"prores": "alpha.mov", "webm": "alpha.webm", "png": "alpha", "gray": "alpha.mp4"}
 MASK_PATTERN_FIELDS = ("dir", "stem", "name", "path")
@@ -255,7 +255,8 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
         for sink in sinks:
             sink.close()
         sinks.clear()
-        _commit(staging, plan, options.force)
+        with signals_deferred():  # all outputs move into place, or none
+            _commit(staging, plan, options.force)
         created = []
     except BaseException as error:
         for sink in sinks:

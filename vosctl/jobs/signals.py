@@ -78,3 +78,21 @@ def graceful_termination(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGH
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def signals_deferred(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Hold Ctrl-C / SIGTERM / SIGHUP back until the block is done (they arrive right after it).
+
+    For the few renames that move finished outputs into place: interrupted half-way, some outputs
+    would be new and others missing. Blocked signals stay pending and are delivered at the end of
+    the block, so the run still stops, with a consistent set of outputs.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -1,0 +1,39 @@
+"""vosctl.jobs.signals: SIGTERM unwinds like Ctrl-C; signals held back while outputs are committed."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from vosctl.jobs.signals import Terminated, graceful_termination, interrupted_exit_code, signals_deferred
+
+
+def test_sigterm_raises_terminated_and_handlers_are_restored() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = []
+    with pytest.raises(Terminated) as info, graceful_termination():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+        finally:
+            cleaned.append(True)
+    assert cleaned == [True]
+    assert info.value.signum == signal.SIGTERM and interrupted_exit_code(info.value) == 143
+    assert interrupted_exit_code(KeyboardInterrupt()) == 130
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_signals_are_deferred_until_the_commit_is_done() -> None:
+    done = []
+    with pytest.raises(Terminated), graceful_termination():
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
+            done.append("all outputs moved")  # not interrupted half-way
+        for _ in range(1000):
+            pass
+    assert done == ["all outputs moved"]
