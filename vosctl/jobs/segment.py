@@ -147,7 +147,8 @@ def check_plan(plan: JobPlan, options: SegmentOptions) -> None:
             raise InputError(f"output {plan.output_dir / target} would overwrite an input")
         if path.exists() and not options.force:
             raise InputError(f"output {plan.output_dir / target} already exists (use --force to replace it)")
-    problem = writable_problem(plan.output_dir)
+    # The staging folder goes beside the output folder, the outputs into it: both must be writable.
+    problem = writable_problem(plan.output_dir.parent) or writable_problem(plan.output_dir)
     if problem is not None:
         raise InputError(f"cannot write to output folder {plan.output_dir}: {problem}")
 
