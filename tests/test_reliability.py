@@ -263,3 +263,15 @@ def test_error_line_stays_one_line_with_newlines_in_user_text(cli, clip, tmp_pat
     video, _ = clip
     run = cli("segment", video, "--box=1,2\n3,4\r", "-o", tmp_path / "out")
     assert run.code == 2 and len(run.error_lines) == 1 and "\\n" in run.error_lines[0], run.stderr
+
+
+def test_video_with_non_utf8_metadata_is_read(cli, clip, tmp_path) -> None:
+    """Found by the fuzz suite: a tag that is not UTF-8 made PyAV raise UnicodeDecodeError."""
+    video, mask = clip
+    data = video.read_bytes()
+    assert b"Lavf" in data  # the encoder tag FFmpeg writes
+    odd = tmp_path / "odd.mp4"
+    odd.write_bytes(data.replace(b"Lavf", b"\x80avf"))
+    run = cli("segment", odd, "--mask", mask, "-o", tmp_path / "out", "--png", "--json")
+    assert run.exception is None, run.crash()
+    assert run.code == 0 and json.loads(run.stdout.strip().splitlines()[-1])["frames"] == 8, run.stderr

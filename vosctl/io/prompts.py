@@ -51,7 +51,10 @@ def read_mask_prompt(path: str | os.PathLike[str], width: int, height: int) -> n
         raise InputError(f"mask {mask_path} does not exist")
     try:
         with Image.open(mask_path) as image:
-            image.load()
+            try:
+                image.load()
+            except Exception as error:  # noqa: BLE001 - a damaged file can make any codec fail in any way
+                raise InputError(f"cannot read mask {mask_path}: {error or type(error).__name__}") from None
             labels = _labels_from_image(image)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
         raise InputError(f"cannot read mask {mask_path}: {error}") from None

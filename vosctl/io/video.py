@@ -153,8 +153,10 @@ class VideoFileSource(FrameSource):
         import av
 
         try:
-            self._container = av.open(str(self.path), "r")
-        except (av.FFmpegError, OSError) as error:
+            # metadata_errors="replace": a tag that is not UTF-8 (a damaged or odd file) must not
+            # raise UnicodeDecodeError from inside PyAV (found by the fuzz suite).
+            self._container = av.open(str(self.path), "r", metadata_errors="replace")
+        except (av.FFmpegError, OSError, ValueError) as error:
             raise InputError(f"cannot read video {self.path}: {_reason(error)}") from None
         if not self._container.streams.video:
             self.close()
