@@ -189,13 +189,14 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
 
     started = time.perf_counter()
     _clean_stale(plan)
-    # Folders this run creates (-o a/b/c/out) are removed again if it fails: nothing is left.
-    created = make_parents(plan.output_dir.parent)
     staging = temp_path_for(plan.output_dir)
     shutil.rmtree(staging, ignore_errors=True)
+    created: list[Path] = []
     sinks: list[Any] = []
     progress = None
     try:
+        # Folders this run creates (-o a/b/c/out) are removed again if it fails: nothing is left.
+        created = make_parents(plan.output_dir.parent)
         staging.mkdir()
         with open_video(plan.input_path, start_frame=options.start_frame, partial=options.allow_partial) as source:
             width, height = source.width, source.height
