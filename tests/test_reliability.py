@@ -182,8 +182,11 @@ def test_disk_full_is_one_line_exit_1_and_nothing_left(clip, tmp_path) -> None:
 # ---------------------------------------------------------------- truncated and damaged videos
 
 
+DAMAGED_FRAMES = 16
+
+
 def _damaged_videos(root: Path) -> dict[str, Path]:
-    frames = moving_square_frames(30, 64, 48)
+    frames = moving_square_frames(DAMAGED_FRAMES, 64, 48)
     out = {}
     for name, options in (("clip.mkv", None), ("clip.avi", None), ("fast.mp4", {"movflags": "+faststart"})):
         data = write_video(root / f"good-{name}", frames, container_options=options).read_bytes()
@@ -221,8 +224,8 @@ def test_damaged_video_same_policy_for_every_container(cli, damaged, tmp_path, c
     partial = cli("segment", videos[case], "--mask", mask, "-o", out, "--png", "--json", "--allow-partial")
     assert partial.code == 0, partial.stderr + partial.crash()
     summary = json.loads(partial.stdout.strip().splitlines()[-1])
-    assert summary["complete"] is False and summary["frames_expected"] == 30
-    assert 0 < summary["frames"] < 30
+    assert summary["complete"] is False and summary["frames_expected"] == DAMAGED_FRAMES
+    assert 0 < summary["frames"] < DAMAGED_FRAMES
     assert len(list((out / "masks").iterdir())) == summary["frames"]
     warnings = [line for line in partial.error_lines if line.startswith("vosctl: warning:")]
     assert len(warnings) == 1 and "truncated or damaged" in warnings[0]
