@@ -248,6 +248,8 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
                     elapsed = time.perf_counter() - started
                     progress.update(progress.task_ids[0], advance=1, fps=count / max(elapsed, 1e-6))
                 t_seg = time.perf_counter()
+            if count == 0 and source.damage is not None:  # --allow-partial, but nothing decoded
+                raise InputError(f"video {plan.input_path} is truncated or damaged: {source.damage}")
             if count == 0:
                 raise InputError(
                     f"input {plan.input_path} has no frames at or after --start-frame {options.start_frame}"
