@@ -6,7 +6,7 @@ frames is read file by file in reverse. A video file cannot be decoded backwards
 decoded in chunks: one pass over the packets (no decoding) lists every frame's presentation
 timestamp and the keyframes; then, from the end, each chunk is decoded by seeking to the keyframe
 at or before it, converting only the chunk's frames to RGB, and emitting them reversed. A chunk
-holds at most ``chunk_bytes`` of RGB frames (64 MiB by default), so memory does not grow with the
+holds at most ``chunk_bytes`` of RGB frames (48 MiB by default), so memory does not grow with the
 video's length or its keyframe interval; a keyframe interval longer than a chunk costs extra
 decoding instead (the interval is decoded once per chunk it holds).
 
@@ -26,7 +26,7 @@ import numpy as np
 from vosctl.errors import InputError
 from vosctl.io.video import Frame, FrameFolderSource, FrameSource, _read_image, open_video, rotate_upright
 
-DEFAULT_CHUNK_BYTES = 64 * 2**20
+DEFAULT_CHUNK_BYTES = 48 * 2**20
 """RGB bytes of decoded frames one backward chunk may hold."""
 REORDER_SLACK = 32
 """Frames decoded past a chunk's end before giving up on a missing one (B-frame reordering depth)."""
