@@ -139,5 +139,7 @@ def test_bad_prompts_are_input_errors(segmenter) -> None:
         list(segmenter.track(frames, prompts={0: truth[0], 2: np.zeros_like(truth[0])}))
     with pytest.raises(InputError, match="two prompts for object 1 at frame 0"):
         segmenter.init_state(frames[0], labels=truth[0], boxes={1: (40, 60, 60, 60)})
+    with pytest.raises(InputError, match="frame 0 has a prompt twice"):
+        list(segmenter.track(frames, labels=truth[0], prompts={0: truth[0]}))
     with pytest.raises(InputError, match="read backwards"):
         list(segmenter.track(iter(frames), labels=truth[0], start_frame=0, direction="backward"))

@@ -201,7 +201,11 @@ def load_prompts(
         prompts[start].boxes[object_id] = box
     for spec in specs:
         if spec.path is not None:
-            add_labels(spec.frame, read_mask_prompt(spec.path, width, height), f"--mask-at {spec.text}")
+            try:
+                labels = read_mask_prompt(spec.path, width, height)
+            except InputError as error:  # say which prompt: the same file may serve several frames
+                raise InputError(f"--mask-at {spec.text}: {error}") from None
+            add_labels(spec.frame, labels, f"--mask-at {spec.text}")
     used = {i for p in prompts.values() for i in p.ids} | {s.object_id for s in specs if s.object_id}
     next_id = max(used, default=0) + 1
     for spec in specs:

@@ -581,6 +581,8 @@ class Segmenter:
         for index, rgb, frame in frames:
             if state is None:
                 if start == -1:  # labels=/boxes= belong to the first frame, whatever its number
+                    if index in prompts:
+                        raise InputError(f"frame {index} has a prompt twice (labels=/boxes= and prompts=)")
                     prompts = {index if f == -1 else f: p for f, p in prompts.items()}
                     start = index
                 if not checked:
