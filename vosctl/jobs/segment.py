@@ -123,6 +123,12 @@ def check_plan(plan: JobPlan, options: SegmentOptions) -> None:
     if plan.mask_path is not None:
         protected.add(plan.mask_path.resolve())
     protected.update(spec.path.resolve() for spec in specs if spec.path is not None)
+    if specs or options.direction != "forward":
+        # Prompts on other frames: read them against the video now, so a bad one fails before the model loads.
+        from vosctl.io import open_video
+
+        with open_video(plan.input_path) as source:
+            _load_prompts(plan, options, source)
     for target in plan.outputs.values():
         path = (plan.output_dir / target).resolve()
         if path in protected or any(p.is_relative_to(path) for p in protected):
@@ -172,10 +178,7 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
         PngMaskSink,
         TrackCsvSink,
         TrackSink,
-        boxes_prompt,
         open_video,
-        parse_box,
-        read_mask_prompt,
     )
     from vosctl.jobs.frame_order import in_frame_order
 
@@ -191,14 +194,7 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
         # Going backward needs the frames before --start-frame: the reader starts at 0 then.
         with open_video(plan.input_path, start_frame=options.start_frame if forward_only else 0) as source:
             width, height = source.width, source.height
-            labels = boxes = None
-            if plan.mask_path is not None:
-                labels = read_mask_prompt(plan.mask_path, width, height)
-            else:
-                boxes = [
-                    (b.x, b.y, b.w, b.h) for b in boxes_prompt([parse_box(t) for t in options.boxes], width, height)
-                ]
-            prompts = _load_prompts(options, source, labels, boxes, plan.mask_path)
+            prompts = _load_prompts(plan, options, source)
             outputs = plan.outputs
             if "png" in outputs:
                 sinks.append(PngMaskSink(staging / outputs["png"]))
@@ -272,15 +268,20 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
     }
 
 
-def _load_prompts(
-    options: SegmentOptions, source: Any, labels: Any, boxes: Any, mask_path: Path | None
-) -> dict[int, Any]:
+def _load_prompts(plan: JobPlan, options: SegmentOptions, source: Any) -> dict[int, Any]:
     """Every prompt of the run as ``{frame: Prompt}``, checked against the video (vosctl.prompting)."""
+    from vosctl.io import boxes_prompt, parse_box, read_mask_prompt
     from vosctl.prompting import check_directions, load_prompts, parse_prompt_options
 
+    width, height = source.width, source.height
+    labels = boxes = None
+    if plan.mask_path is not None:
+        labels = read_mask_prompt(plan.mask_path, width, height)
+    elif options.boxes:
+        boxes = [(b.x, b.y, b.w, b.h) for b in boxes_prompt([parse_box(t) for t in options.boxes], width, height)]
     specs = parse_prompt_options(options.mask_at, options.box_at)
     prompts = load_prompts(
-        specs, source.width, source.height, options.start_frame, labels, boxes, first_source=f"--mask {mask_path}"
+        specs, width, height, options.start_frame, labels, boxes, first_source=f"--mask {plan.mask_path}"
     )
     total = source.frame_count if source.frame_count_exact else None
     check_directions(prompts, options.start_frame, options.direction, total)
