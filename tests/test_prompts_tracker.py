@@ -143,3 +143,18 @@ def test_bad_prompts_are_input_errors(segmenter) -> None:
         list(segmenter.track(frames, labels=truth[0], prompts={0: truth[0]}))
     with pytest.raises(InputError, match="read backwards"):
         list(segmenter.track(iter(frames), labels=truth[0], start_frame=0, direction="backward"))
+
+
+def test_prompt_takes_its_pixels_from_other_objects(segmenter) -> None:
+    frames, truth = moving_square(frames=6)
+    state, _ = segmenter.init_state(frames[0], labels=truth[0])
+    ys, xs = np.nonzero(truth[0])
+    half = np.zeros_like(truth[0])
+    half[ys.min() : ys.max() + 1, xs.min() : (xs.min() + xs.max()) // 2] = 2  # a new object over its left half
+    result = segmenter.add_prompt(state, 0, frames[0], labels=half)
+    assert result.prompted == (2,) and sorted(result.objects) == [1, 2]
+    assert np.array_equal(result.labels == 2, half == 2)
+    assert np.array_equal(result.labels == 1, (truth[0] == 1) & (half == 0))
+    assert result.objects[1].area == int(((truth[0] == 1) & (half == 0)).sum())
+    nxt = segmenter.step(state, frames[1])  # both tracked on, with buffers sized for two objects
+    assert sorted(nxt.objects) == [1, 2] and (nxt.labels == 1).any() and (nxt.labels == 2).any()

@@ -470,22 +470,29 @@ class Segmenter:
         prompted = [self._object_from_mask(object_id, labels == object_id) for object_id in ids]
         embedding = self._embed(rgb, labels, prompted)
         position = {obj.object_id: i for i, obj in enumerate(state.objects)}
-        masks = state.prev_masks
-        masks[:, taken] = 0  # the other objects' priors give up the prompt's pixels
-        new_rows = []
+        # Priors are rebuilt through _object_masks, whatever their storage, for the prompted objects
+        # and for the objects the prompt took pixels from.
+        touched = {int(v) for v in np.unique(base.labels[taken])} - set(ids) - {0}
+        for i, obj in enumerate(state.objects):
+            if obj.object_id in touched:
+                state.prev_masks[i] = _object_masks(labels, [obj])[0]
+        added = []
         for j, obj in enumerate(prompted):
-            row = np.multiply(labels == obj.object_id, 255, dtype=np.uint8)
             if obj.object_id in position:  # a correction
                 i = position[obj.object_id]
                 state.objects[i] = obj
                 state.memory.set_trusted(i, embedding.select([j]))
-                masks[i] = row
+                state.prev_masks[i] = _object_masks(labels, [obj])[0]
             else:  # a new object
                 state.objects.append(obj)
                 state.memory.append_object(embedding.select([j]))
-                new_rows.append(row)
-        if new_rows:
-            state.prev_masks = np.concatenate([masks, np.stack(new_rows)])
+                added.append(obj)
+        if added:
+            rows = _object_masks(labels, added)
+            if isinstance(state.prev_masks, list):
+                state.prev_masks.extend(rows)
+            else:
+                state.prev_masks = np.concatenate([state.prev_masks, rows])
             _drop_buffers(state)  # sized for the old object count
         objects: dict[int, ObjectResult] = {}
         for obj in state.objects:
