@@ -408,7 +408,8 @@ class Segmenter:
             if labels.shape != (height, width):
                 shape = "x".join(str(v) for v in labels.shape[::-1])
                 raise InputError(f"mask at frame {frame_index} is {shape} but the frames are {width}x{height}")
-            out = check_labels(labels)  # ids 1..254 or InputError (int64 id 300 used to wrap to 44)
+            # ids 1..254 or InputError (int64 id 300 used to wrap to 44); emptiness is judged below
+            out = check_labels(labels, allow_empty=True)
         if boxes:
             box_labels = self._labels_from_boxes(rgb, boxes)
             if out is None:

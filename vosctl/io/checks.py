@@ -55,13 +55,16 @@ def check_frame(rgb: Any) -> np.ndarray:
     )
 
 
-def check_labels(labels: Any, width: int | None = None, height: int | None = None) -> np.ndarray:
+def check_labels(
+    labels: Any, width: int | None = None, height: int | None = None, allow_empty: bool = False
+) -> np.ndarray:
     """A C-contiguous ``uint8`` label map (0 background, ids 1..254) from ``labels``, or :class:`InputError`.
 
     Accepted: boolean masks (object 1), integer arrays, float arrays holding whole numbers.
     ``255`` is void and becomes background (as in DAVIS/VOC masks). Refused, with the values
     found: ids below 0 or above 255 (they would wrap around in ``uint8``: 300 -> 44), fractional
-    values, a map of the wrong size, and a map with no object left.
+    values, a map of the wrong size, and (unless ``allow_empty``: the caller reports that itself)
+    a map with no object left.
     """
     array = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
     if array.ndim != 2:
@@ -85,6 +88,6 @@ def check_labels(labels: Any, width: int | None = None, height: int | None = Non
             )
         out = np.ascontiguousarray(array, dtype=np.uint8)
     out[out == VOID_ID] = 0
-    if not out.any():
+    if not allow_empty and not out.any():
         raise InputError("mask has no object (every pixel is background 0 or void 255)")
     return out
