@@ -104,6 +104,15 @@ def segment(
     full_frame: Annotated[
         bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="CPU threads for this process (network, OpenCV, FFmpeg). Default: OMP_NUM_THREADS if set, "
+            "else the cores not busy with other processes. With xargs -P N / parallel runs, pass cores / N.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_summary: Annotated[
@@ -129,6 +138,7 @@ def segment(
         model=model,
         start_frame=start_frame,
         full_frame=full_frame,
+        threads=threads,
         force=force,
         quiet=quiet,
         json_summary=json_summary,
@@ -157,6 +167,15 @@ def benchmark(
     full_frame: Annotated[
         bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="CPU threads for this process (network, OpenCV, FFmpeg). Default: OMP_NUM_THREADS if set, "
+            "else the cores not busy with other processes. With xargs -P N / parallel runs, pass cores / N.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run vosctl on DAVIS and compute the official J and F measures (or evaluate another tool's masks)."""
@@ -174,6 +193,7 @@ def benchmark(
         model=model,
         device=device,
         full_frame=full_frame,
+        threads=threads,
         quiet=quiet,
     )
     try:

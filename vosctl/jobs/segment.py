@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vosctl.errors import InputError, VosctlError
+from vosctl.results import Timing
 
 ALPHA_FORMATS = {"prores": "alpha.mov", "webm": "alpha.webm", "png": "alpha", "gray": "alpha.mp4"}
 
@@ -40,6 +41,7 @@ class SegmentOptions:
     model: str = "default"
     start_frame: int = 0
     full_frame: bool = False
+    threads: int | None = None  # CPU threads (vosctl.threads); None: OMP_NUM_THREADS, else the free cores
     force: bool = False
     quiet: bool = False
     json_summary: bool = False
@@ -194,18 +196,26 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
             progress = _progress(total, plan.input_path.name, show)
             # The tracker pulls frames lazily; remember the current one to hand it to the sinks.
             current: dict[str, Any] = {}
+            timing = Timing()
+            decode = [0.0]  # seconds spent pulling frames from the reader, taken out of segment_fps
 
             def frames_in_order() -> Iterator[Any]:
-                for frame in source:  # frames before --start-frame are skipped by the reader
+                frames = iter(source)  # frames before --start-frame are skipped by the reader
+                while True:
+                    t_decode = time.perf_counter()
+                    frame = next(frames, None)
+                    decode[0] += time.perf_counter() - t_decode
+                    if frame is None:
+                        return
                     current["frame"] = frame
                     yield frame.rgb
 
             count = 0
-            segment_seconds = 0.0
+            in_tracker = 0.0
             lost: dict[int, int] = {}
             t_seg = time.perf_counter()
             for result in segmenter.track(frames_in_order(), labels=labels, boxes=boxes):
-                segment_seconds += time.perf_counter() - t_seg
+                in_tracker += time.perf_counter() - t_seg
                 frame = current["frame"]
                 for sink in sinks:
                     sink.write(frame.index, frame.rgb, result.labels, result.objects)
@@ -237,20 +247,30 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
         if progress is not None:
             progress.stop()
         shutil.rmtree(staging, ignore_errors=True)
-    seconds = time.perf_counter() - started
+    timing.frames = count
+    timing.total_seconds = time.perf_counter() - started
+    timing.add_segment(in_tracker, decode[0])
+    seconds = timing.total_seconds
     return {
         "input": str(plan.input_path),
         "output": str(plan.output_dir),
         "frames": count,
         "objects": sorted(lost),
         "seconds": round(seconds, 3),
-        "fps": round(count / seconds, 2) if seconds > 0 else None,
-        "segment_fps": round(count / segment_seconds, 2) if segment_seconds > 0 else None,
+        "fps": _round(timing.fps),  # vosctl.results.FPS_DEFINITION
+        "segment_fps": _round(timing.segment_fps),
+        "decode_fps": _round(timing.decode_fps),
         "outputs": [str(plan.output_dir / name) for name in plan.outputs.values()],
         "lost_frames": {str(k): v for k, v in sorted(lost.items())},
         "model": segmenter.model_name,
         "device": segmenter.device,
+        "precision": getattr(getattr(segmenter, "engine", None), "precision", None),
+        "threads": getattr(segmenter, "threads", None),
     }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def _commit(staging: Path, plan: JobPlan, force: bool) -> None:
@@ -288,7 +308,10 @@ def run_segment(options: SegmentOptions, stdin: Any = None) -> Iterator[dict[str
         yield from plans  # type: ignore[misc]
         return
     segmenter = Segmenter.from_pretrained(
-        options.model, device=options.device, config=SegmenterConfig(full_frame=options.full_frame)
+        options.model,
+        device=options.device,
+        config=SegmenterConfig(full_frame=options.full_frame),
+        threads=options.threads,
     )
     for plan in plans:
         if isinstance(plan, VosctlError):
