@@ -184,7 +184,13 @@ class Segmenter:
         for i, obj in enumerate(objects):
             matrix = crop_matrix(obj.cx, obj.cy, template_side(obj.w, obj.h, self.config.context), size)
             crops[i] = crop_image(rgb, matrix, size)
-            masks[i] = crop_image((labels == obj.object_id).astype(np.float32), matrix, size)
+            # The mask over the template window only (a frame-sized float copy is 33 MB at 4K).
+            x0, y0, x1, y1 = canvas_window(matrix, size, size, labels.shape[1], labels.shape[0])
+            window = (labels[y0:y1, x0:x1] == obj.object_id).astype(np.float32)
+            if window.size:
+                crop_image(window, shift_matrix(matrix, x0, y0), size, out=masks[i])
+            else:
+                masks[i].fill(0.0)
         return self.engine.embed(crops, masks)
 
     # ------------------------------------------------------------------ state
