@@ -293,3 +293,42 @@ def test_full_frame_on_a_4k_frame_is_a_clear_error() -> None:
     state, _ = segmenter.init_state(frame, labels=labels)
     with pytest.raises(InputError, match="--full-frame would need a .* network input"):
         segmenter.step(state, frame)
+
+
+def test_prefetch_keeps_order_passes_errors_and_stops() -> None:
+    import threading
+
+    from vosctl.prefetch import prefetch
+
+    with prefetch(range(50), depth=3) as items:
+        assert list(items) == list(range(50))
+
+    def failing():
+        yield 1
+        raise InputError("cannot decode frame 1")
+
+    with prefetch(failing()) as items:
+        assert next(items) == 1
+        with pytest.raises(InputError, match="frame 1"):
+            next(items)
+    before = threading.active_count()
+    with prefetch(iter(range(10**9))) as items:  # the consumer stops early: the reader must stop too
+        assert next(items) == 0
+    assert threading.active_count() <= before
+    with prefetch([1, 2], enabled=False) as items:
+        assert list(items) == [1, 2]
+
+
+def test_device_loop_crops_match_the_host_loop() -> None:
+    """The CUDA loop (frame uploaded once, crops by grid_sample) run on CPU gives the host loop's masks."""
+    from vosctl import Segmenter
+
+    frames, truth = crossing_shapes(frames=12)
+    host = Segmenter.from_pretrained("default", device="cpu")
+    device_loop = Segmenter.from_pretrained("default", device="cpu")
+    device_loop._on_device = True  # the CUDA code path, on the CPU
+    expected = [r.labels for r in host.track(frames, labels=truth[0])]
+    got = [r.labels for r in device_loop.track(frames, labels=truth[0])]
+    for a, b in zip(expected[1:], got[1:]):
+        for object_id in (1, 2):
+            assert iou(a == object_id, b == object_id) >= 0.97

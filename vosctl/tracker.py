@@ -132,6 +132,7 @@ class Segmenter:
         self.engine = Engine(model, device=device, precision=self.config.precision)
         # CUDA: crops are made on the device from one upload of the frame (through a pinned buffer).
         self._on_device = self.engine.torch_device.type == "cuda"
+        self.prefetch_decode = self._on_device  # jobs decode ahead in a thread (vosctl.prefetch) on CUDA
         self._pinned = None
         self.torch_device = self.engine.torch_device
         self.device = self.engine.device
@@ -350,7 +351,8 @@ class Segmenter:
 
         device = self.engine.torch_device
         if self._pinned is None or self._pinned.shape != rgb.shape:
-            self._pinned = torch.empty(rgb.shape, dtype=torch.uint8, pin_memory=True)
+            # Page-locked so the upload is a real asynchronous DMA (only CUDA has pinned memory).
+            self._pinned = torch.empty(rgb.shape, dtype=torch.uint8, pin_memory=device.type == "cuda")
         self._pinned.numpy()[...] = rgb
         frame = self._pinned.to(device, non_blocking=True).permute(2, 0, 1).float()
         search = crop_torch(frame, np.stack(matrices), size, PAD_COLOUR).contiguous(memory_format=torch.channels_last)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vosctl.errors import InputError, VosctlError
+from vosctl.prefetch import prefetch
 from vosctl.results import Timing
 
 ALPHA_FORMATS = {"prores": "alpha.mov", "webm": "alpha.webm", "png": "alpha", "gray": "alpha.mp4"}
@@ -170,7 +171,11 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
     sinks: list[Any] = []
     progress = None
     try:
-        with open_video(plan.input_path, start_frame=options.start_frame) as source:
+        # CUDA: decode runs ahead in a thread (vosctl.prefetch); it stops before the source closes.
+        with (
+            open_video(plan.input_path, start_frame=options.start_frame) as source,
+            prefetch(source, enabled=getattr(segmenter, "prefetch_decode", False)) as decoded,
+        ):
             width, height = source.width, source.height
             labels = boxes = None
             if plan.mask_path is not None:
@@ -200,7 +205,7 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
             decode = [0.0]  # seconds spent pulling frames from the reader, taken out of segment_fps
 
             def frames_in_order() -> Iterator[Any]:
-                frames = iter(source)  # frames before --start-frame are skipped by the reader
+                frames = decoded  # frames before --start-frame are skipped by the reader
                 while True:
                     t_decode = time.perf_counter()
                     frame = next(frames, None)
