@@ -1,7 +1,7 @@
 """Network cost per frame in every precision, and which one ``precision="auto"`` picks here.
 
     python benchmarks/bench_model.py [--model default] [--threads N] [--iters 100] [--device cpu]
-                                     [--objects 1,2,4] [--precisions fp32,bf16]
+                                     [--objects 1,2,4] [--precisions fp32,bf16] [--onnx]
 
 Runs the tracker's engine (BN-fused model, channels-last, autocast as the tracker uses it) on
 random search crops, for 1, 2 and 4 objects, in fp32 and bf16 (and fp16 on CUDA) whether or not
@@ -43,6 +43,41 @@ def measure(engine: Engine, objects: int, iters: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
+def measure_host(engine: Engine, objects: int, iters: int) -> float:
+    """Seconds per search from host (numpy) crops, as the CPU tracker calls it: comparable across engines."""
+    import numpy as np
+
+    cfg = engine.config
+    rng = np.random.default_rng(0)
+    search = rng.integers(0, 256, (objects, cfg.search_size, cfg.search_size, 3), dtype=np.uint8)
+    template = rng.integers(0, 256, (objects, cfg.template_size, cfg.template_size, 3), dtype=np.uint8)
+    embedding = engine.embed(template, np.ones((objects, cfg.template_size, cfg.template_size), np.float32))
+    prior = np.zeros((objects, cfg.search_size, cfg.search_size), np.uint8)
+    bias = np.zeros((objects, 1, cfg.score_size, cfg.score_size), np.float32)
+    for _ in range(max(3, iters // 10)):
+        engine.search(search, embedding, prior, bias)
+    start = time.perf_counter()
+    for _ in range(iters):
+        engine.search(search, embedding, prior, bias)
+    return (time.perf_counter() - start) / iters
+
+
+def compare_onnx(model, threads: int, objects: list[int], iters: int) -> None:
+    """torch fp32 vs ONNX Runtime on CPU, interleaved per object count so load drifts hit both alike."""
+    from vosctl.onnx_engine import OrtEngine
+
+    start = time.perf_counter()
+    ort_engine = OrtEngine(model, threads=threads)
+    print(json.dumps({"onnx_export_and_load_s": round(time.perf_counter() - start, 1), "cache": str(ort_engine.path)}))
+    torch_engine = Engine(model, device="cpu", precision="fp32")
+    for count in objects:
+        t_torch = measure_host(torch_engine, count, iters)
+        t_ort = measure_host(ort_engine, count, iters)
+        row = {"objects": count, "torch_fp32_ms": round(t_torch * 1000, 2), "onnxruntime_ms": round(t_ort * 1000, 2)}
+        row["onnx_vs_torch_time"] = round(t_ort / t_torch, 3)
+        print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
@@ -51,6 +86,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--objects", default="1,2,4")
     parser.add_argument("--precisions", default=None, help="default: fp32,bf16 (+fp16 on CUDA)")
+    parser.add_argument("--onnx", action="store_true", help="also compare ONNX Runtime with torch fp32 (CPU)")
     args = parser.parse_args()
     threads = apply_thread_policy(args.threads)
     device = pick_device(args.device)
@@ -86,6 +122,8 @@ def main() -> None:
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
+    if args.onnx:
+        compare_onnx(model, threads, [int(o) for o in args.objects.split(",")], args.iters)
     print(
         json.dumps(
             {"model": meta.get("name"), "device": str(device), "threads": threads, "auto": auto, "results": rows}

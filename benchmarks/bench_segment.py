@@ -1,7 +1,7 @@
 """End-to-end speed and memory of ``vosctl segment`` (decode + segment + write), and the cost of frame size.
 
     python benchmarks/bench_segment.py speed      [--frames 300] [--model default] [--objects 1,3]
-                                                  [--device cpu|cuda] [--threads N]
+                                                  [--device cpu|cuda] [--threads N] [--engines torch,onnx]
     python benchmarks/bench_segment.py memory     [--short 1000] [--long 10000]
     python benchmarks/bench_segment.py resolution [--frames 60] [--objects 1,4] [--threads N]
 
@@ -93,7 +93,14 @@ def synth_video(
 
 
 def run_job(
-    video: Path, mask: Path, out: Path, model: str, device: str = "cpu", threads: int | None = None, **flags: bool
+    video: Path,
+    mask: Path,
+    out: Path,
+    model: str,
+    device: str = "cpu",
+    threads: int | None = None,
+    engine: str = "torch",
+    **flags: bool,
 ) -> dict:
     from vosctl.jobs.segment import SegmentOptions, run_segment
 
@@ -104,6 +111,7 @@ def run_job(
         model=model,
         device=device,
         threads=threads,
+        engine=engine,
         force=True,
         quiet=True,
         **flags,
@@ -171,6 +179,41 @@ def speed(args: argparse.Namespace) -> None:
                 }
             )
         )
+        if args.engines:
+            compare_engines(args, root, counts[0], run)
+
+
+def compare_engines(args: argparse.Namespace, root: Path, objects: int, run: dict) -> None:
+    """The same clip with each --engines entry, interleaved (A B A B) so load drifts hit both alike."""
+    video, mask = root / f"v{objects}.mp4", root / f"m{objects}.png"
+    engines = args.engines.split(",")
+    for engine in engines:  # first use: export to the cache, load, warm up
+        run_job(video, mask, root / "warm_engine", args.model, engine=engine, png=True, **run)
+    fps: dict[str, list[float]] = {engine: [] for engine in engines}
+    for _ in range(2):
+        for engine in engines:
+            summary = run_job(video, mask, root / f"e_{engine}", args.model, engine=engine, png=True, **run)
+            fps[engine].append(summary["fps"])
+            print(
+                json.dumps(
+                    {
+                        "engine": summary.get("engine"),
+                        "objects": objects,
+                        "fps_end_to_end": summary["fps"],
+                        "fps_segment_only": summary["segment_fps"],
+                    }
+                ),
+                flush=True,
+            )
+    best = {engine: max(values) for engine, values in fps.items()}
+    print(
+        json.dumps(
+            {
+                "engine_fps_end_to_end": best,
+                f"{engines[-1]}_vs_{engines[0]}": round(best[engines[-1]] / best[engines[0]], 3),
+            }
+        )
+    )
 
 
 MEMORY_CHILD = """
@@ -288,6 +331,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="default: the vosctl thread policy")
     parser.add_argument("--objects", default=None, help="default: 1,3 (speed), 1,4 (resolution)")
+    parser.add_argument("--engines", default=None, help="speed: also compare engines end to end, e.g. torch,onnx")
     args = parser.parse_args()
     if args.mode == "speed":
         args.frames, args.objects = args.frames or 300, args.objects or "1,3"

@@ -332,3 +332,77 @@ def test_device_loop_crops_match_the_host_loop() -> None:
     for a, b in zip(expected[1:], got[1:]):
         for object_id in (1, 2):
             assert iou(a == object_id, b == object_id) >= 0.97
+
+
+# ----------------------------------------------------------------------------- ONNX Runtime engine
+
+
+def test_exportable_xcorr_equals_the_network_one() -> None:
+    import torch
+
+    from vosctl.model.network import SiamDMN
+    from vosctl.onnx_engine import _xcorr_exportable
+
+    generator = torch.Generator().manual_seed(0)
+    search = torch.randn(3, 16, 16, 20, generator=generator)
+    kernel = torch.randn(3, 16, 8, 8, generator=generator)
+    torch.testing.assert_close(_xcorr_exportable(search, kernel), SiamDMN._depthwise_xcorr(search, kernel))
+
+
+def test_onnx_cache_key_follows_the_weights(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from vosctl.model.network import NetworkConfig, SiamDMN
+    from vosctl.onnx_engine import cache_dir, cache_key
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "vosctl" / "onnx"
+    model = SiamDMN(NetworkConfig())
+    key = cache_key(model)
+    assert key == cache_key(model)
+    with torch.no_grad():
+        model.score_out.bias.add_(1.0)
+    assert cache_key(model) != key
+
+
+def test_onnx_engine_falls_back_to_torch(monkeypatch, capsys) -> None:
+    import vosctl.onnx_engine as onnx_engine
+    from vosctl.model.network import NetworkConfig, SiamDMN
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("export failed")
+
+    monkeypatch.setattr(onnx_engine, "OrtEngine", broken)
+    engine = onnx_engine.make_engine(SiamDMN(NetworkConfig()), "onnx", "cpu", "auto", 1)
+    assert engine.backend == "torch"
+    assert "using torch" in capsys.readouterr().err
+    with pytest.raises(InputError, match="unknown engine"):
+        onnx_engine.make_engine(SiamDMN(NetworkConfig()), "tensorrt", "cpu", "auto", 1)
+
+
+@pytest.mark.skipif(
+    os.environ.get("VOSCTL_TEST_ONNX") != "1",
+    reason="exports the model (minutes on a loaded machine): VOSCTL_TEST_ONNX=1",
+)
+def test_onnx_engine_matches_torch() -> None:
+    """ONNX Runtime gives torch's outputs for several object counts and canvas sizes (one dynamic export)."""
+    pytest.importorskip("onnxruntime")
+    from vosctl.engine import Engine
+    from vosctl.model.checkpoint import load_checkpoint
+    from vosctl.onnx_engine import OrtEngine
+
+    model, _ = load_checkpoint("default")
+    ort_engine, torch_engine = OrtEngine(model, threads=1), Engine(model, device="cpu", precision="fp32")
+    rng = np.random.default_rng(0)
+    for n, h, w in ((1, 256, 256), (3, 256, 256), (2, 384, 320)):
+        search = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+        template = rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
+        embedding = torch_engine.embed(template, np.ones((n, 128, 128), np.float32))
+        prior = np.zeros((n, h, w), np.uint8)
+        prior[:, h // 3 : h // 2, w // 3 : w // 2] = 255
+        bias = rng.normal(0, 1, (n, 1, h // 16, w // 16)).astype(np.float32)
+        expected = torch_engine.search(search, embedding, prior, bias)
+        got = ort_engine.search(search, embedding, prior, bias)
+        for name in ("mask_prob", "peak", "similarity", "presence"):
+            np.testing.assert_allclose(getattr(got, name), getattr(expected, name), atol=2e-5, err_msg=name)

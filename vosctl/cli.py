@@ -113,6 +113,14 @@ def segment(
             "else the cores not busy with other processes. With xargs -P N / parallel runs, pass cores / N.",
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="torch, or onnx: the network in ONNX Runtime on CPU (pip install vosctl[onnx]; exported "
+            "and cached at first use), or auto (onnx on a CPU without native bf16).",
+        ),
+    ] = "torch",
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_summary: Annotated[
@@ -139,6 +147,7 @@ def segment(
         start_frame=start_frame,
         full_frame=full_frame,
         threads=threads,
+        engine=engine,
         force=force,
         quiet=quiet,
         json_summary=json_summary,

@@ -149,6 +149,8 @@ class Engine:
     :func:`vosctl.geometry.crop_torch`). Either way the outputs come back in ONE host copy.
     """
 
+    backend = "torch"
+
     def __init__(
         self,
         model: SiamDMN,

@@ -72,6 +72,9 @@ class SegmenterConfig:
     # object on a 4K frame would otherwise ask for a 15k x 8k canvas and tens of GB.
     full_frame_max_pixels: int = 2048 * 2048
     precision: str = "auto"  # "auto" (the fastest native one, see engine.choose_precision), "fp32", "bf16", "fp16"
+    # "torch", or "onnx": the per-frame search in ONNX Runtime on CPU (vosctl.onnx_engine; exported
+    # and cached at first use, torch as the fallback); "auto": onnx on a CPU without native bf16.
+    engine: str = "torch"
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
 
@@ -129,7 +132,12 @@ class Segmenter:
         # Once per process, before any heavy work: see vosctl.threads for the default rule.
         self.threads = apply_thread_policy(threads)
         self.config = config or SegmenterConfig()
-        self.engine = Engine(model, device=device, precision=self.config.precision)
+        if self.config.engine == "torch":
+            self.engine = Engine(model, device=device, precision=self.config.precision)
+        else:
+            from vosctl.onnx_engine import make_engine
+
+            self.engine = make_engine(model, self.config.engine, device, self.config.precision, self.threads)
         # CUDA: crops are made on the device from one upload of the frame (through a pinned buffer).
         self._on_device = self.engine.torch_device.type == "cuda"
         self.prefetch_decode = self._on_device  # jobs decode ahead in a thread (vosctl.prefetch) on CUDA

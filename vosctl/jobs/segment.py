@@ -43,6 +43,7 @@ class SegmentOptions:
     start_frame: int = 0
     full_frame: bool = False
     threads: int | None = None  # CPU threads (vosctl.threads); None: OMP_NUM_THREADS, else the free cores
+    engine: str = "torch"  # torch, onnx (ONNX Runtime on CPU) or auto (SegmenterConfig.engine)
     force: bool = False
     quiet: bool = False
     json_summary: bool = False
@@ -270,6 +271,7 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
         "model": segmenter.model_name,
         "device": segmenter.device,
         "precision": getattr(getattr(segmenter, "engine", None), "precision", None),
+        "engine": getattr(getattr(segmenter, "engine", None), "backend", None),
         "threads": getattr(segmenter, "threads", None),
     }
 
@@ -315,7 +317,7 @@ def run_segment(options: SegmentOptions, stdin: Any = None) -> Iterator[dict[str
     segmenter = Segmenter.from_pretrained(
         options.model,
         device=options.device,
-        config=SegmenterConfig(full_frame=options.full_frame),
+        config=SegmenterConfig(full_frame=options.full_frame, engine=options.engine),
         threads=options.threads,
     )
     for plan in plans:
