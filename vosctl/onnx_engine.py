@@ -185,6 +185,7 @@ class OrtEngine(Engine):
 
         path = (cache or cache_dir()) / f"search-{cache_key(self.model)}.onnx"
         if not path.exists():
+            print(f"vosctl: exporting the network for ONNX Runtime (once; cached in {path.parent})", file=sys.stderr)
             export_search(self.model, path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -231,8 +232,10 @@ def make_engine(model: SiamDMN, backend: str, device: str, precision: str, threa
     try:
         return OrtEngine(model, threads=threads)
     except Exception as error:  # noqa: BLE001 - any export/runtime failure: torch is the fallback
-        print(
-            f"vosctl: warning: ONNX Runtime engine unavailable ({type(error).__name__}: {error}); using torch",
-            file=sys.stderr,
-        )
+        # "auto" without the optional extra installed is the normal case, not worth a warning.
+        if not (backend == "auto" and isinstance(error, ImportError)):
+            print(
+                f"vosctl: warning: ONNX Runtime engine unavailable ({type(error).__name__}: {error}); using torch",
+                file=sys.stderr,
+            )
         return torch_engine or Engine(model, device=device, precision=precision)
