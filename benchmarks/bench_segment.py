@@ -217,14 +217,18 @@ def compare_engines(args: argparse.Namespace, root: Path, objects: int, run: dic
 
 
 MEMORY_CHILD = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
+def peak_rss_mib():
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child would report its parent's peak.
+    with open("/proc/self/status") as status:
+        return next(round(int(line.split()[1]) / 1024, 1) for line in status if line.startswith("VmHWM"))
 from vosctl.jobs.segment import SegmentOptions, run_segment
 options = SegmentOptions(inputs=[sys.argv[1]], mask=Path(sys.argv[2]), output=Path(sys.argv[3]), png=True,
                          model=sys.argv[4], force=True, quiet=True)
 (summary,) = list(run_segment(options))
 print(json.dumps({"frames": summary["frames"], "fps": summary["fps"],
-                  "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+                  "peak_rss_mib": peak_rss_mib()}))
 """
 
 
