@@ -128,7 +128,10 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
         best_single = max((r["aggregate_fps"] for r in rows if r["processes"] == 1), default=None)
         if best_single:
-            ratios = {str(r["processes"]): round(r["aggregate_fps"] / best_single, 3) for r in rows}
+            ratios = {
+                f"P{r['processes']} threads {r['threads_each']}": round(r["aggregate_fps"] / best_single, 3)
+                for r in rows
+            }
             print(json.dumps({"best_single_fps": best_single, "aggregate_vs_best_single": ratios, "target": 0.9}))
 
 
