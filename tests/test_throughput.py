@@ -60,7 +60,11 @@ def test_python_api_threads_set_torch_opencv_and_codecs() -> None:
     code = (
         "import cv2, torch, json\n"
         "from vosctl import Segmenter\n"
+        "from vosctl.model.network import SiamDMN\n"
         "from vosctl.threads import codec_threads\n"
+        "torch.set_num_threads(3)\n"  # a program (training) that chose its threads and builds a Segmenter
+        "Segmenter(SiamDMN(), device='cpu')\n"
+        "assert torch.get_num_threads() == 3, torch.get_num_threads()\n"
         "s = Segmenter.from_pretrained('default', device='cpu', threads=2)\n"
         "s2 = Segmenter.from_pretrained('default', device='cpu')\n"  # a second one keeps the process's count
         "print(json.dumps([s.threads, s2.threads, torch.get_num_threads(), cv2.getNumThreads(), "

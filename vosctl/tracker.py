@@ -127,10 +127,12 @@ class Segmenter:
         model_name: str = "custom",
         threads: int | None = None,
     ) -> None:
-        from vosctl.threads import apply_thread_policy
+        from vosctl.threads import applied_threads, apply_thread_policy
 
-        # Once per process, before any heavy work: see vosctl.threads for the default rule.
-        self.threads = apply_thread_policy(threads)
+        # An explicit count is applied here; the default rule is applied by from_pretrained (the
+        # entry point of the CLI and of most users), not here, so code that builds a Segmenter
+        # around its own model (training's held-out evaluation) keeps the threads it runs with.
+        self.threads = apply_thread_policy(threads) if threads is not None else applied_threads()
         self.config = config or SegmenterConfig()
         if self.config.engine == "torch":
             self.engine = Engine(model, device=device, precision=self.config.precision)
