@@ -54,10 +54,13 @@ def cli(monkeypatch):
 
     original = Segmenter.from_pretrained.__func__
 
-    def cached(cls, name_or_path="default", device="auto", config=None):
-        if name_or_path == "default" and (config is None or not config.full_frame):
+    def cached(cls, name_or_path="default", *args, **kwargs):
+        # Reuse the one model unless the run asks for a different tracker (e.g. --full-frame);
+        # device/threads make no difference to what the CLI writes.
+        config = kwargs.get("config")
+        if name_or_path == "default" and not args and (config is None or config == type(config)()):
             return _shared_model()
-        return original(cls, name_or_path, device=device, config=config)
+        return original(cls, name_or_path, *args, **kwargs)
 
     monkeypatch.setattr(Segmenter, "from_pretrained", classmethod(cached))
     runner = CliRunner()
