@@ -55,6 +55,12 @@ def without_timing(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in TIMING_KEYS}
 
 
+def comparable(stdout: str, folder: Path) -> list[str]:
+    """The JSON lines without timings, output folder renamed, sorted (completion order varies)."""
+    rows = [json.dumps(without_timing(s), sort_keys=True).replace(str(folder), "OUT") for s in json_lines(stdout)]
+    return sorted(rows)
+
+
 def mask_bytes(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
 
@@ -177,11 +183,7 @@ def test_workers_2_byte_identical_to_serial_and_json_lines(clips, tmp_path) -> N
     assert mask_bytes(tmp_path / "serial") == mask_bytes(tmp_path / "parallel")
     assert len(mask_bytes(tmp_path / "serial")) == 3 * 8
 
-    def comparable(text: str, folder: str) -> list[str]:
-        rows = [json.dumps(without_timing(s), sort_keys=True).replace(folder, "OUT") for s in json_lines(text)]
-        return sorted(rows)
-
-    assert comparable(serial.stdout, "serial") == comparable(parallel.stdout, "parallel")
+    assert comparable(serial.stdout, tmp_path / "serial") == comparable(parallel.stdout, tmp_path / "parallel")
     assert not list(tmp_path.rglob(".*tmp*"))
 
 
@@ -286,11 +288,7 @@ def test_ray_local_same_masks_and_json_lines_as_serial(clips, tmp_path) -> None:
     assert on_ray.returncode == 0, on_ray.stderr
     assert mask_bytes(tmp_path / "serial") == mask_bytes(tmp_path / "ray")
 
-    def comparable(text: str, folder: str) -> list[str]:
-        rows = [json.dumps(without_timing(s), sort_keys=True).replace(folder, "OUT") for s in json_lines(text)]
-        return sorted(rows)
-
-    assert comparable(serial.stdout, "serial") == comparable(on_ray.stdout, "ray")
+    assert comparable(serial.stdout, tmp_path / "serial") == comparable(on_ray.stdout, tmp_path / "ray")
 
 
 @pytest.mark.slow
