@@ -318,3 +318,26 @@ def test_ray_missing_is_one_line_install_hint(clips, tmp_path) -> None:
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'vosctl[ray]'" in lines[0], lines
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- benchmark --davis --workers
+
+
+def test_benchmark_workers_one_sequence_per_task_same_figures(tmp_path) -> None:
+    from test_benchmark_cli import FRAMES, make_davis, square_labels
+
+    from vosctl.eval.benchmark import BenchmarkOptions, run_benchmark
+
+    sequences = {
+        name: [square_labels(t, [(1, x, 12)], shape=(96, 128)) for t in range(FRAMES)]
+        for name, x in (("walk", 8), ("run", 40), ("jump", 20))
+    }
+    root = make_davis(tmp_path / "DAVIS", "2016", sequences, list(sequences))
+    serial = run_benchmark(BenchmarkOptions(root, "2016", results=tmp_path / "serial", device="cpu"))
+    parallel = run_benchmark(BenchmarkOptions(root, "2016", results=tmp_path / "parallel", device="cpu", workers=2))
+    assert parallel.sequences == serial.sequences == list(sequences)  # sequence order, not completion order
+    assert parallel.to_dict()["sequences"] == serial.to_dict()["sequences"]
+    assert mask_bytes(tmp_path / "serial") == mask_bytes(tmp_path / "parallel")
+    report = parallel.to_dict()
+    assert report["workers"] == 2 and report["fps_aggregate"] > 0 and report["frames_segmented"] == 3 * FRAMES
+    assert serial.to_dict()["fps_aggregate"] is None

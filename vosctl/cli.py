@@ -183,6 +183,14 @@ def benchmark(
         bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="N worker processes, one sequence per task, cores shared out."),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option("--ray", help="Run the sequences as Ray tasks: 'auto', 'local' or a cluster address."),
+    ] = None,
 ) -> None:
     """Run vosctl on DAVIS and compute the official J and F measures (or evaluate another tool's masks)."""
     from vosctl.eval.benchmark import BenchmarkOptions, run_benchmark_cli
@@ -200,6 +208,8 @@ def benchmark(
         device=device,
         full_frame=full_frame,
         quiet=quiet,
+        workers=workers,
+        ray=ray,
     )
     try:
         code = run_benchmark_cli(options)
