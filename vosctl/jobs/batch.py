@@ -75,6 +75,7 @@ class BatchEvent:
     error: str | None = None
     exit_code: int = 0
     skipped: bool = False
+    task_index: int | None = None  # position among the jobs that ran (progress bookkeeping)
 
 
 # --------------------------------------------------------------------------- planning
@@ -290,6 +291,30 @@ def _absolute(options: SegmentOptions, plan: JobPlan) -> JobTask:
     return JobTask(task_options, task_plan, {})
 
 
+class _Counted:
+    """The segmenter, reporting frames done to the batch's progress (at most 4 messages a second)."""
+
+    def __init__(self, segmenter: Any) -> None:
+        self.segmenter = segmenter
+
+    def __getattr__(self, name: str) -> Any:  # model_name, device, ... as the real one
+        return getattr(self.segmenter, name)
+
+    def track(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        from vosctl.jobs.pool import report_progress
+
+        pending, last = 0, time.monotonic()
+        try:
+            for result in self.segmenter.track(*args, **kwargs):
+                pending += 1
+                if time.monotonic() - last >= 0.25:
+                    report_progress(pending)
+                    pending, last = 0, time.monotonic()
+                yield result
+        finally:
+            report_progress(pending)
+
+
 def run_job_task(task: JobTask) -> dict[str, Any]:
     """One job on a worker: model loaded once per worker process, outputs committed, then the marker.
 
@@ -302,7 +327,7 @@ def run_job_task(task: JobTask) -> dict[str, Any]:
     try:
         key = ("segmenter", options.model, options.device, options.full_frame)
         segmenter = worker_cached(key, lambda: load_segmenter(options))
-        summary = run_one(task.plan, options, segmenter)
+        summary = run_one(task.plan, options, _Counted(segmenter))
         write_marker(task.plan, task.fingerprint, summary)
     except VosctlError as error:
         return {"error": str(error), "exit_code": error.exit_code}
@@ -373,7 +398,11 @@ def run_batch(
 
 
 def execute_batch(
-    jobs: list[BatchJob], options: SegmentOptions, backend: Any = None, job_fn: Any = None
+    jobs: list[BatchJob],
+    options: SegmentOptions,
+    backend: Any = None,
+    job_fn: Any = None,
+    on_progress: Any = None,
 ) -> Iterator[BatchEvent]:
     """Run planned jobs; yields one :class:`BatchEvent` per job (failed plans and skipped jobs first).
 
@@ -400,14 +429,14 @@ def execute_batch(
         task = _absolute(job.options, job.plan)
         task.fingerprint = job.fingerprint
         tasks.append(task)
-    for index, result in backend.run(job_fn or run_job_task, tasks):
+    for index, result in backend.run(job_fn or run_job_task, tasks, on_progress=on_progress):
         job = runnable[index]
         if isinstance(result, TaskFailed):
-            yield BatchEvent(job, error=f"{job.name}: {result.message}", exit_code=result.exit_code)
+            yield BatchEvent(job, error=f"{job.name}: {result.message}", exit_code=result.exit_code, task_index=index)
         elif "error" in result:
-            yield BatchEvent(job, error=result["error"], exit_code=int(result["exit_code"]))
+            yield BatchEvent(job, error=result["error"], exit_code=int(result["exit_code"]), task_index=index)
         else:
-            yield BatchEvent(job, summary=_as_given(result["summary"], job))
+            yield BatchEvent(job, summary=_as_given(result["summary"], job), task_index=index)
 
 
 def _as_given(summary: dict[str, Any], job: BatchJob) -> dict[str, Any]:
@@ -424,11 +453,12 @@ def _as_given(summary: dict[str, Any], job: BatchJob) -> dict[str, Any]:
 
 
 class _BatchProgress:
-    """Aggregate progress on stderr: jobs done / total, frames, frames per second of wall time."""
+    """Aggregate progress on stderr: jobs done / total, frames done, frames per second of wall time."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.progress = None
         self.frames = 0
+        self.reported: dict[int, int] = {}  # frames reported so far by each running task
         self.started = time.perf_counter()
         if not enabled or total == 0:
             return
@@ -447,13 +477,25 @@ class _BatchProgress:
         self.progress.start()
         self.task = self.progress.add_task("jobs", total=total, frames=0, fps=0.0)
 
-    def done(self, event: BatchEvent) -> None:
-        if self.progress is None:
-            return
+    def _show(self, advance: int) -> None:
+        if self.progress is not None:
+            fps = self.frames / max(time.perf_counter() - self.started, 1e-6)
+            self.progress.update(self.task, advance=advance, frames=self.frames, fps=fps)
+
+    def frames_done(self, index: int, frames: int) -> None:
+        self.reported[index] = self.reported.get(index, 0) + frames
+        self.frames += frames
+        self._show(0)
+
+    def done(self, event: BatchEvent, index: int | None) -> None:
+        # A job's frames count once: what it reported while running, topped up from its summary
+        # (Ray tasks report only at the end; a retried task may have reported frames twice).
+        so_far = self.reported.pop(index, 0) if index is not None else 0
         if event.summary is not None and not event.skipped:
-            self.frames += int(event.summary.get("frames", 0))
-        fps = self.frames / max(time.perf_counter() - self.started, 1e-6)
-        self.progress.update(self.task, advance=1, frames=self.frames, fps=fps)
+            self.frames += int(event.summary.get("frames", 0)) - so_far
+        else:
+            self.frames -= so_far
+        self._show(1)
 
     def stop(self) -> None:
         if self.progress is not None:
@@ -471,8 +513,8 @@ def run_batch_cli(options: SegmentOptions, stdin: Any = None) -> int:
     code = 0
     progress = _BatchProgress(len(jobs), not options.quiet and sys.stderr.isatty())
     try:
-        for event in execute_batch(jobs, options):
-            progress.done(event)
+        for event in execute_batch(jobs, options, on_progress=progress.frames_done):
+            progress.done(event, event.task_index)
             code = max(code, event.exit_code)
             if event.error is not None:
                 print(f"vosctl: error: {event.error}", file=sys.stderr, flush=True)

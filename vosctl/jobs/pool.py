@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,8 +35,14 @@ class TaskFailed:
     exit_code: int = 1
 
 
+Progress = Callable[[int, int], None]
+"""``on_progress(task_index, frames)``: a running task reports frames done since its last report."""
+
+
 class Backend(Protocol):
-    def run(self, fn: Callable[[Any], Any], payloads: list[Any]) -> Iterator[tuple[int, Any]]: ...
+    def run(
+        self, fn: Callable[[Any], Any], payloads: list[Any], on_progress: Progress | None = None
+    ) -> Iterator[tuple[int, Any]]: ...
 
 
 # One process-wide cache per worker process: the reason worker processes exist is to keep the
@@ -48,6 +55,22 @@ def worker_cached(key: Any, factory: Callable[[], Any]) -> Any:
     if key not in _CACHE:
         _CACHE[key] = factory()
     return _CACHE[key]
+
+
+# Where report_progress() sends to while a task runs in this process (set by the backend around
+# each task; None on a Ray worker, whose tasks report only when they finish).
+_REPORTER: Callable[[int], None] | None = None
+
+
+def report_progress(frames: int) -> None:
+    """Called by a running task: ``frames`` more frames are done (cheap; a no-op when nobody listens)."""
+    if _REPORTER is not None and frames > 0:
+        _REPORTER(frames)
+
+
+def _set_reporter(reporter: Callable[[int], None] | None) -> None:
+    global _REPORTER
+    _REPORTER = reporter
 
 
 def threads_per_worker(workers: int, total: int | None = None) -> int:
@@ -67,12 +90,18 @@ def _failure(error: BaseException) -> TaskFailed:
 class SerialBackend:
     """Every task in this process, one after the other (``--manifest`` without ``--workers``)."""
 
-    def run(self, fn: Callable[[Any], Any], payloads: list[Any]) -> Iterator[tuple[int, Any]]:
+    def run(
+        self, fn: Callable[[Any], Any], payloads: list[Any], on_progress: Progress | None = None
+    ) -> Iterator[tuple[int, Any]]:
         for index, payload in enumerate(payloads):
+            if on_progress is not None:
+                _set_reporter(lambda frames, index=index: on_progress(index, frames))
             try:
                 result = fn(payload)
             except Exception as error:  # a bug in one task must not lose the rest of the batch
                 result = _failure(error)
+            finally:
+                _set_reporter(None)
             yield index, result
 
 
@@ -90,8 +119,13 @@ def _worker_main(conn: Any, threads: int) -> None:
         except (EOFError, KeyboardInterrupt):
             return
         if message is None:
-            return
+            # Nothing is left to flush but the standard streams; skipping the interpreter's
+            # teardown (torch's is slow) lets the batch end as soon as its last job is done.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         index, fn, payload = message
+        _set_reporter(lambda frames, index=index: conn.send(("progress", index, frames)))
         try:
             result = fn(payload)
         except KeyboardInterrupt:
@@ -127,7 +161,9 @@ class LocalBackend:
         child.close()
         return _Worker(process, parent)
 
-    def run(self, fn: Callable[[Any], Any], payloads: list[Any]) -> Iterator[tuple[int, Any]]:
+    def run(
+        self, fn: Callable[[Any], Any], payloads: list[Any], on_progress: Progress | None = None
+    ) -> Iterator[tuple[int, Any]]:
         import multiprocessing
         from multiprocessing.connection import wait
 
@@ -161,10 +197,15 @@ class LocalBackend:
                         continue
                     if worker.conn in ready:
                         try:
-                            index, result = worker.conn.recv()
+                            message = worker.conn.recv()
                         except (EOFError, OSError):
                             pass  # died while sending: handled as a death below
                         else:
+                            if message[0] == "progress":
+                                if on_progress is not None:
+                                    on_progress(message[1], message[2])
+                                continue
+                            index, result = message
                             worker.task = None
                             remaining -= 1
                             yield index, result

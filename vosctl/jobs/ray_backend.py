@@ -78,7 +78,8 @@ class RayBackend:
             ) from None
         return True
 
-    def run(self, fn: Callable[[Any], Any], payloads: list[Any]) -> Iterator[tuple[int, Any]]:
+    def run(self, fn: Callable[[Any], Any], payloads: list[Any], on_progress: Any = None) -> Iterator[tuple[int, Any]]:
+        """Tasks report when they finish (``on_progress`` is not called: no per-frame channel on Ray)."""
         if not payloads:
             return
         ray = self.ray
