@@ -225,17 +225,35 @@ class LocalBackend:
                                 TaskFailed(f"its worker process died (exit code {code}) and died again on the retry"),
                             )
         finally:
-            for worker in pool:
-                try:
-                    worker.conn.send(None)
-                except (BrokenPipeError, OSError):
-                    pass
-            for worker in pool:
-                worker.process.join(timeout=10)
-                if worker.process.is_alive():  # stuck or interrupted mid-task: stop it
-                    worker.process.terminate()
-                    worker.process.join(timeout=5)
-                worker.conn.close()
+            _stop(pool)
+
+
+def _stop(pool: list[_Worker]) -> None:
+    """Idle workers are told to exit. Busy ones only remain when the batch was interrupted
+    (Ctrl-C, SIGTERM, an exception in the caller): they get SIGINT, so the job in progress
+    removes its temporaries as a Ctrl-C would, and are terminated if they do not stop."""
+    import signal
+
+    for worker in pool:
+        try:
+            worker.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+    busy = [w for w in pool if w.task is not None]
+    for worker in busy:  # a terminal's Ctrl-C already reached them: give them a moment first
+        worker.process.join(timeout=2)
+    for worker in busy:
+        if worker.process.is_alive() and worker.process.pid is not None:
+            try:
+                os.kill(worker.process.pid, signal.SIGINT)
+            except OSError:
+                pass
+    for worker in pool:
+        worker.process.join(timeout=10)
+        if worker.process.is_alive():  # stuck: stop it
+            worker.process.terminate()
+            worker.process.join(timeout=5)
+        worker.conn.close()
 
 
 def make_backend(workers: int | None, ray: str | None, threads: int | None = None) -> Backend:
