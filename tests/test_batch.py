@@ -98,7 +98,12 @@ def test_jsonl_manifest_from_stdin_maps_prompt_fields(clips, tmp_path, monkeypat
         json.dumps(row)
         for row in [
             {"input": "c0.mp4", "mask": "c0.png", "mask_at": ["4:c1.png"], "direction": "both", "png": True},
-            {"input": "c1.mp4", "box": [[10, 10, 20, 20], "30,30,5,5"], "box_at": ["3:1,2,3,4"], "output": "o1"},
+            {
+                "input": "c1.mp4",
+                "box": [[10, 10, 20, 20], "30,30,5,5"],
+                "box_at": ["3:1,2,3,4", "5:1,1,9,9:2"],
+                "output": "o1",
+            },
             {},  # blank-ish rows are reported, not skipped silently
         ]
     )
@@ -110,7 +115,7 @@ def test_jsonl_manifest_from_stdin_maps_prompt_fields(clips, tmp_path, monkeypat
     first, second = (job.options for job in jobs)
     assert first.mask == clips / "c0.png" and first.mask_at == [f"4:{clips / 'c1.png'}"]
     assert first.direction == "both" and first.png and first.overlay  # the command line's --overlay stays
-    assert second.boxes == ["10,10,20,20", "30,30,5,5"] and second.box_at == ["3:1,2,3,4"]
+    assert second.boxes == ["10,10,20,20", "30,30,5,5"] and second.box_at == ["3:1,2,3,4", "5:1,1,9,9:2"]
     assert second.direction == "forward" and second.mask is None
     assert jobs[1].plan is not None and jobs[1].plan.output_dir == clips / "o1"
     assert jobs[0].plan is not None and jobs[0].plan.output_dir == clips / "c0_vos"

@@ -18,7 +18,7 @@ Columns / keys (only ``input`` is required)::
     png overlay alpha track_json track_csv    output flags (true/false/1/0/yes/no, empty = default)
     alpha_format prores | webm | png | gray
     mask_at      FRAME:PATH prompts on later frames (several: ';' / list)
-    box_at       FRAME:X,Y,W,H prompts on later frames (several: ';' / list)
+    box_at       FRAME:X,Y,W,H[:ID] prompts on later frames (several: ';' / list)
     direction    forward | backward | both
 
 Relative paths are relative to the manifest's folder (stdin: the current folder), so a manifest
@@ -277,12 +277,15 @@ def _validate(row: dict[str, Any], line: int, source: str, base: Path) -> tuple[
     box_at: list[str] = []
     for item in _as_list(row.get("box_at", []), csv_text):
         frame, _, rest = str(item).partition(":")
+        box_text, _, object_id = rest.strip().partition(":")  # FRAME:X,Y,W,H[:ID]
         try:
             if not frame.strip().isdigit():
                 raise ValueError("no frame number")
-            parse_box(rest.strip())
+            if object_id and not object_id.strip().isdigit():
+                raise ValueError(f"object id {object_id!r} is not a number")
+            parse_box(box_text)
         except (InputError, ValueError) as error:
-            errors.append(f"bad box_at {item!r} (use FRAME:X,Y,W,H): {error}")
+            errors.append(f"bad box_at {item!r} (use FRAME:X,Y,W,H or FRAME:X,Y,W,H:ID): {error}")
             continue
         box_at.append(f"{int(frame)}:{rest.strip()}")
 
