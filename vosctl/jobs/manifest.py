@@ -112,7 +112,7 @@ def read_manifest(path: str | Path, stdin: TextIO | None = None) -> list[Manifes
         if isinstance(row, str):  # the reader could not even split this row
             problems.append(f"{source}:{line}: {row}")
             continue
-        job, errors = _validate(row, line, source, base)
+        job, errors = _validate(row, line, source, base, csv_text=kind == "csv")
         problems.extend(f"{source}:{line}: {message}" for message in errors)
         if job is not None and not errors:
             jobs.append(job)
@@ -187,7 +187,9 @@ def _as_list(value: Any, csv_text: bool) -> list[Any]:
     return [value]
 
 
-def _validate(row: dict[str, Any], line: int, source: str, base: Path) -> tuple[ManifestJob | None, list[str]]:
+def _validate(
+    row: dict[str, Any], line: int, source: str, base: Path, csv_text: bool
+) -> tuple[ManifestJob | None, list[str]]:
     """Check one row; returns the job and the row's problems (all of them, not just the first)."""
     from vosctl.io.prompts import parse_box
 
@@ -195,7 +197,6 @@ def _validate(row: dict[str, Any], line: int, source: str, base: Path) -> tuple[
     unknown = [key for key in row if key not in KNOWN_FIELDS]
     if unknown:
         errors.append(f"unknown key(s) {', '.join(map(repr, unknown))} (known: {', '.join(KNOWN_FIELDS)})")
-    csv_text = all(isinstance(v, str) for v in row.values())  # CSV rows hold only strings
 
     def path_of(key: str) -> Path | None:
         value = row.get(key)
