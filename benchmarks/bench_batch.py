@@ -1,6 +1,6 @@
 """Aggregate throughput of a batch: ``--workers N`` against the best single process.
 
-    python benchmarks/bench_batch.py [--clips 8] [--frames 100] [--workers 2] [--json out.json]
+    python benchmarks/bench_batch.py [--clips 8] [--frames 300] [--workers 2] [--json out.json]
 
 Makes ``--clips`` synthetic 854x480 H.264 clips (a textured object moving over a textured
 background, with its first-frame mask) and a manifest, then times the real CLI on the whole batch:
@@ -81,7 +81,7 @@ def run(manifest: Path, threads: int, workers: int | None, frames: int) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=100, help="frames per clip")
+    parser.add_argument("--frames", type=int, default=300, help="frames per clip")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
