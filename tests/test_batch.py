@@ -52,7 +52,9 @@ def json_lines(text: str) -> list[dict]:
 
 
 def without_timing(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if k not in TIMING_KEYS}
+    """What must match between a serial and a parallel run: not the speeds, nor the thread count
+    (a worker has its share of the cores, a serial run all of them)."""
+    return {k: v for k, v in summary.items() if k not in (*TIMING_KEYS, "threads")}
 
 
 def comparable(stdout: str, folder: Path) -> list[str]:

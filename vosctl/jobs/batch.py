@@ -39,7 +39,7 @@ from vosctl.jobs.segment import JobPlan, SegmentOptions, check_plan, expand_inpu
 
 MARKER = ".vosctl-job.json"
 MARKER_FORMAT = 1
-TIMING_KEYS = ("seconds", "fps", "segment_fps")
+TIMING_KEYS = ("seconds", "fps", "segment_fps", "decode_fps")
 """Summary fields that differ from run to run (everything else is reproducible)."""
 
 
