@@ -234,6 +234,13 @@ def test_local_worker_death_retried_once_then_failed(clips, tmp_path, monkeypatc
     _crash_batch(clips, tmp_path, monkeypatch, LocalBackend(2, threads=1))
 
 
+def test_threads_are_split_between_workers_not_multiplied() -> None:
+    from vosctl.jobs.pool import threads_per_worker
+
+    assert [threads_per_worker(w, total=2) for w in (1, 2, 3)] == [2, 1, 1]
+    assert threads_per_worker(2, total=8) == 4 and threads_per_worker(3, total=8) == 2
+
+
 def test_local_backend_reports_exceptions_and_deaths() -> None:
     results = dict(LocalBackend(2, threads=1).run(int, ["1", "x", "3"]))
     assert results[0] == 1 and results[2] == 3
