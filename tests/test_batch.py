@@ -241,7 +241,7 @@ def test_threads_are_split_between_workers_not_multiplied() -> None:
     assert threads_per_worker(2, total=8) == 4 and threads_per_worker(3, total=8) == 2
 
 
-def test_local_backend_reports_exceptions_and_deaths() -> None:
+def test_local_backend_reports_a_task_exception_and_goes_on() -> None:
     results = dict(LocalBackend(2, threads=1).run(int, ["1", "x", "3"]))
     assert results[0] == 1 and results[2] == 3
     assert isinstance(results[1], TaskFailed) and "ValueError" in results[1].message
