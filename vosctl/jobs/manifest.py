@@ -264,31 +264,30 @@ def _validate(
     if direction is not None and direction not in DIRECTIONS:
         errors.append(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
 
+    # Same syntax as --mask-at / --box-at (vosctl.prompting); a mask path is relative to the manifest.
+    from vosctl.prompting import parse_box_at, parse_mask_at
+
     mask_at: list[str] = []
     for item in _as_list(row.get("mask_at", []), csv_text):
-        frame, _, rest = str(item).partition(":")
-        if not frame.strip().isdigit() or not rest.strip():
-            errors.append(f"bad mask_at {item!r} (use FRAME:PATH)")
+        try:
+            spec = parse_mask_at(str(item))
+        except InputError as error:
+            errors.append(f"mask_at: {str(error).replace('--mask-at ', '')}")
             continue
-        path = Path(rest.strip()) if Path(rest.strip()).is_absolute() else base / rest.strip()
+        assert spec.path is not None
+        path = spec.path if spec.path.is_absolute() else base / spec.path
         if not path.is_file():
             errors.append(f"mask_at mask {path} does not exist")
             continue
-        mask_at.append(f"{int(frame)}:{path}")
+        mask_at.append(f"{spec.frame}:{path}")
     box_at: list[str] = []
     for item in _as_list(row.get("box_at", []), csv_text):
-        frame, _, rest = str(item).partition(":")
-        box_text, _, object_id = rest.strip().partition(":")  # FRAME:X,Y,W,H[:ID]
         try:
-            if not frame.strip().isdigit():
-                raise ValueError("no frame number")
-            if object_id and not object_id.strip().isdigit():
-                raise ValueError(f"object id {object_id!r} is not a number")
-            parse_box(box_text)
-        except (InputError, ValueError) as error:
-            errors.append(f"bad box_at {item!r} (use FRAME:X,Y,W,H or FRAME:X,Y,W,H:ID): {error}")
+            parse_box_at(str(item))
+        except InputError as error:
+            errors.append(f"box_at: {str(error).replace('--box-at ', '')}")
             continue
-        box_at.append(f"{int(frame)}:{rest.strip()}")
+        box_at.append(str(item).strip())
 
     if input_path is None:
         return None, errors
