@@ -320,10 +320,13 @@ def run_job_task(task: JobTask) -> dict[str, Any]:
 
     Returns ``{"summary": {...}}`` or ``{"error": "...", "exit_code": n}``.
     """
-    from vosctl.jobs.pool import worker_cached
+    from vosctl.jobs.pool import worker_cached, worker_threads
     from vosctl.jobs.segment import load_segmenter, run_one
 
     options = task.options
+    if getattr(options, "threads", "unset") is None and worker_threads() is not None:
+        # The worker's share of the cores, not a count the segmenter would pick for itself.
+        options = dataclasses.replace(options, threads=worker_threads())
     try:
         key = ("segmenter", options.model, options.device, options.full_frame)
         segmenter = worker_cached(key, lambda: load_segmenter(options))

@@ -73,6 +73,11 @@ def _set_reporter(reporter: Callable[[int], None] | None) -> None:
     _REPORTER = reporter
 
 
+def worker_threads() -> int | None:
+    """The thread count this worker process was given (None outside a worker)."""
+    return _CACHE.get(("threads",))
+
+
 def threads_per_worker(workers: int, total: int | None = None) -> int:
     """Each worker's share of the cores (threads are split between workers, never multiplied)."""
     from vosctl.threads import available_cores
@@ -112,7 +117,7 @@ def _worker_main(conn: Any, threads: int) -> None:
     os.environ["MKL_NUM_THREADS"] = str(threads)
     from vosctl.threads import apply_thread_policy
 
-    apply_thread_policy(threads)
+    _CACHE[("threads",)] = apply_thread_policy(threads)
     while True:
         try:
             message = conn.recv()

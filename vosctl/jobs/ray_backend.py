@@ -33,7 +33,7 @@ def _apply_threads(threads: int) -> int:
 
 def _ray_task(fn: Callable[[Any], Any], payload: Any, threads: int) -> Any:
     """Runs on a Ray worker: the thread policy once per worker process, then the task."""
-    worker_cached(("threads", threads), lambda: _apply_threads(threads))
+    worker_cached(("threads",), lambda: _apply_threads(threads))
     return fn(payload)
 
 
