@@ -39,6 +39,7 @@ import numpy as np
 from vosctl.errors import InputError
 from vosctl.eval.davis import DavisDataset, DavisSequence, write_label_png
 from vosctl.eval.measures import BOUND_TH, Statistics, db_statistics, f_measure
+from vosctl.results import rate
 
 GLOBAL_FIELDS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 """Columns of the official ``global_results-<split>.csv``."""
@@ -73,6 +74,7 @@ class BenchmarkOptions:
     model: str = "default"
     device: str = "auto"
     full_frame: bool = False
+    threads: int | None = None  # CPU threads (vosctl.threads); None: OMP_NUM_THREADS, else the free cores
     quiet: bool = False
     workers: int | None = None  # N local worker processes, one sequence per task
     ray: str | None = None  # a Ray address ("auto", "local", HOST:PORT), one sequence per task
@@ -116,13 +118,14 @@ class SegmentationTiming:
     write_seconds: float = 0.0
     total_seconds: float = 0.0  # decode + segment + write (+ the little glue between them)
 
+    # The definitions of vosctl.results.FPS_DEFINITION (fps_total is its fps, fps_segment its segment_fps).
     @property
     def fps_segment(self) -> float | None:
-        return self.frames / self.segment_seconds if self.segment_seconds > 0 else None
+        return rate(self.frames, self.segment_seconds)
 
     @property
     def fps_total(self) -> float | None:
-        return self.frames / self.total_seconds if self.total_seconds > 0 else None
+        return rate(self.frames, self.total_seconds)
 
 
 @dataclass
@@ -369,7 +372,10 @@ def _load_segmenter(options: BenchmarkOptions) -> Any:
     from vosctl.tracker import Segmenter, SegmenterConfig
 
     return Segmenter.from_pretrained(
-        options.model, device=options.device, config=SegmenterConfig(full_frame=options.full_frame)
+        options.model,
+        device=options.device,
+        config=SegmenterConfig(full_frame=options.full_frame),
+        threads=options.threads,
     )
 
 
@@ -505,12 +511,15 @@ class SequenceTask:
 def segment_and_score_task(task: SequenceTask) -> dict[str, Any]:
     """Segment and score one sequence on a worker (model kept loaded for the worker's next tasks)."""
     from vosctl.errors import VosctlError
-    from vosctl.jobs.pool import worker_cached
+    from vosctl.jobs.pool import worker_cached, worker_threads
 
     options = task.options
+    if options.threads is None and worker_threads() is not None:  # the worker's share of the cores
+        options = dataclasses.replace(options, threads=worker_threads())
     try:
         segmenter = worker_cached(
-            ("segmenter", options.model, options.device, options.full_frame), lambda: _load_segmenter(options)
+            ("segmenter", options.model, options.device, options.full_frame, options.threads),
+            lambda: _load_segmenter(options),
         )
         timing = SegmentationTiming()
         scratch = tempfile.TemporaryDirectory(prefix="vosctl-davis-") if task.results is None else None
@@ -553,7 +562,8 @@ def _run_parallel(
     ]
     outcomes: dict[int, dict[str, Any]] = {}
     started = time.perf_counter()
-    for index, outcome in make_backend(options.workers, options.ray).run(segment_and_score_task, tasks):
+    backend = make_backend(options.workers, options.ray, options.threads)
+    for index, outcome in backend.run(segment_and_score_task, tasks):
         if isinstance(outcome, TaskFailed):
             outcome = {"error": f"sequence {present[index].name}: {outcome.message}", "exit_code": outcome.exit_code}
         outcomes[index] = outcome

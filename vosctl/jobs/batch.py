@@ -157,6 +157,7 @@ def fingerprint(options: SegmentOptions, plan: JobPlan) -> dict[str, Any]:
         "alpha_format": options.alpha_format,
         "model": options.model,
         "full_frame": options.full_frame,
+        "engine": options.engine,
     }
 
 
@@ -324,11 +325,11 @@ def run_job_task(task: JobTask) -> dict[str, Any]:
     from vosctl.jobs.segment import load_segmenter, run_one
 
     options = task.options
-    if getattr(options, "threads", "unset") is None and worker_threads() is not None:
+    if options.threads is None and worker_threads() is not None:
         # The worker's share of the cores, not a count the segmenter would pick for itself.
         options = dataclasses.replace(options, threads=worker_threads())
     try:
-        key = ("segmenter", options.model, options.device, options.full_frame)
+        key = ("segmenter", options.model, options.device, options.full_frame, options.engine, options.threads)
         segmenter = worker_cached(key, lambda: load_segmenter(options))
         summary = run_one(task.plan, options, _Counted(segmenter))
         write_marker(task.plan, task.fingerprint, summary)
@@ -425,7 +426,8 @@ def execute_batch(
         return
     _check_model(options)
     if backend is None:
-        backend = make_backend(options.workers, options.ray)
+        # --threads with --workers: each worker's count; without it, each worker's share of the cores.
+        backend = make_backend(options.workers, options.ray, options.threads)
     tasks = []
     for job in runnable:
         assert job.plan is not None

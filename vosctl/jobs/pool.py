@@ -80,10 +80,9 @@ def worker_threads() -> int | None:
 
 def threads_per_worker(workers: int, total: int | None = None) -> int:
     """Each worker's share of the cores (threads are split between workers, never multiplied)."""
-    from vosctl.threads import available_cores
+    from vosctl.threads import share_of_cores
 
-    budget = total if total is not None and total > 0 else available_cores()
-    return max(1, budget // max(1, workers))
+    return share_of_cores(workers, total if total is not None and total > 0 else None)
 
 
 def _failure(error: BaseException) -> TaskFailed:
