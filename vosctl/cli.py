@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from vosctl import __version__
-from vosctl.errors import VosctlError, one_line
+from vosctl.errors import InputError, VosctlError, one_line
 
 app = typer.Typer(
     name="vosctl",
@@ -50,12 +50,12 @@ def _root(
 @app.command()
 def segment(
     inputs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="Video files or folders of frames. '-' reads one input path per line from stdin.",
             show_default=False,
         ),
-    ],
+    ] = None,
     mask: Annotated[
         Path | None,
         typer.Option("--mask", "-m", help="First-frame mask PNG (binary, DAVIS palette with ids, or RGBA alpha)."),
@@ -162,12 +162,34 @@ def segment(
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print one JSON summary line per input on stdout.")
     ] = False,
+    manifest: Annotated[
+        str | None,
+        typer.Option(
+            "--manifest",
+            help="Batch: one job per row of a CSV or JSONL file ('-' = stdin): input, mask or box, "
+            "output, start_frame, output flags. Validated as a whole; complete jobs are skipped on a re-run.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Batch: N worker processes, each with its share of the cores."),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Batch on a Ray cluster: 'auto' (the cluster 'ray start' made), 'local', or an address. "
+            "Needs pip install 'vosctl[ray]' and paths every node can reach.",
+        ),
+    ] = None,
 ) -> None:
     """Segment every frame of INPUT from a first-frame mask or boxes."""
     from vosctl.jobs.segment import SegmentOptions, run_segment_cli
 
+    if manifest is not None and inputs:
+        _fail(InputError("give input paths or --manifest, not both"))
     options = SegmentOptions(
-        inputs=list(inputs),
+        inputs=list(inputs or []),
         mask=mask,
         mask_pattern=mask_pattern,
         boxes=list(box or []),
@@ -191,6 +213,9 @@ def segment(
         quiet=quiet,
         json_summary=json_summary,
         allow_partial=allow_partial,
+        manifest=manifest,
+        workers=workers,
+        ray=ray,
     )
     try:
         code = run_segment_cli(options)
@@ -226,6 +251,14 @@ def benchmark(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="N worker processes, one sequence per task, cores shared out."),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option("--ray", help="Run the sequences as Ray tasks: 'auto', 'local' or a cluster address."),
+    ] = None,
 ) -> None:
     """Run vosctl on DAVIS and compute the official J and F measures (or evaluate another tool's masks)."""
     from vosctl.eval.benchmark import BenchmarkOptions, run_benchmark_cli
@@ -244,6 +277,8 @@ def benchmark(
         full_frame=full_frame,
         threads=threads,
         quiet=quiet,
+        workers=workers,
+        ray=ray,
     )
     try:
         code = run_benchmark_cli(options)
