@@ -158,6 +158,9 @@ def benchmark(
         bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    prompt: Annotated[
+        str, typer.Option("--prompt", help="Start from the first annotation's masks ('mask') or their boxes ('box').")
+    ] = "mask",
 ) -> None:
     """Run vosctl on DAVIS and compute the official J and F measures (or evaluate another tool's masks)."""
     from vosctl.eval.benchmark import BenchmarkOptions, run_benchmark_cli
@@ -175,6 +178,7 @@ def benchmark(
         device=device,
         full_frame=full_frame,
         quiet=quiet,
+        prompt=prompt,
     )
     try:
         code = run_benchmark_cli(options)

@@ -41,7 +41,7 @@ from vosctl.geometry import crop_image, crop_matrix, mask_box, paste_crop, searc
 from vosctl.memory import AppearanceMemory, MemoryConfig
 from vosctl.merge import merge_objects
 from vosctl.model.network import SiamDMN, TemplateEmbedding
-from vosctl.presence import PresenceConfig, PresenceSignals, is_visible, lost_search_growth
+from vosctl.presence import PresenceConfig, PresenceSignals, lost_search_growth, sweep_centre, update_presence
 from vosctl.results import FrameResult, ObjectResult
 
 
@@ -54,7 +54,7 @@ class SegmenterConfig:
     min_size: float = 8.0  # object box never shrinks below this (pixels)
     max_size_change: float = 1.2  # per-frame limit on the size update (factor)
     overlap_prior_weight: float = 1.0  # contested pixels: weight (1 + this) for the previous owner
-    cap_search_to_frame: bool = False  # search window never wider than the frame (see geometry.search_side)
+    cap_search_to_frame: bool = True  # search window never wider than the frame (see geometry.search_side)
     full_frame: bool = False  # ablation: search the whole frame (at the crop's scale) instead of a crop
     precision: str = "auto"  # "auto" (bf16 where the CPU/GPU supports it), "bf16" or "fp32"
     presence: PresenceConfig = field(default_factory=PresenceConfig)
@@ -72,6 +72,7 @@ class ObjectState:
     lost: bool = False
     area: float = 0.0  # smoothed mask area (pixels), to judge re-acquisitions
     lost_frames: int = 0  # consecutive frames lost
+    low_frames: int = 0  # consecutive frames of weak presence while still tracked
 
 
 @dataclass
@@ -117,6 +118,7 @@ class Segmenter:
         self.search_size = net.search_size
         self.template_size = net.template_size
         self.score_size = net.score_size
+        self.has_presence_head = bool(getattr(net, "presence_head", False))
         self.search_factor = net.search_size / net.template_size
         self._bias_cache: dict[tuple[int, int], np.ndarray] = {}
 
@@ -261,13 +263,18 @@ class Segmenter:
         sizes = [self._canvas_size(state, obj, scale) for obj, scale in zip(objects, scales)]
         in_h, in_w = max(h for h, _ in sizes), max(w for _, w in sizes)
         matrices = []
-        for obj, scale in zip(objects, scales):
+        for obj, scale, (own_h, own_w) in zip(objects, scales, sizes):
             if self.config.full_frame:  # the frame's top-left corner at the canvas origin
                 matrices.append(np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]]))
-            else:  # the object's last position at the canvas centre
-                matrices.append(
-                    np.array([[scale, 0.0, in_w / 2 - scale * obj.cx], [0.0, scale, in_h / 2 - scale * obj.cy]])
-                )
+                continue
+            # The object's last position at the canvas centre; long-lost objects sweep the frame.
+            cx, cy = obj.cx, obj.cy
+            if obj.lost and not box_prompt:
+                window = min(own_h, own_w) / scale
+                tile = sweep_centre(obj.lost_frames, self.config.presence, state.width, state.height, window)
+                if tile is not None:
+                    cx, cy = tile
+            matrices.append(np.array([[scale, 0.0, in_w / 2 - scale * cx], [0.0, scale, in_h / 2 - scale * cy]]))
         if state.search_buffer is None or state.search_buffer.shape != (n, in_h, in_w, 3):
             state.search_buffer = np.empty((n, in_h, in_w, 3), np.uint8)
             state.prior_buffer = np.empty((n, in_h, in_w), np.uint8)
@@ -321,9 +328,11 @@ class Segmenter:
                 similarity=float(result.similarity[i]),
                 area=float(own_area[i]),
                 last_area=obj.area,
-                presence=float(result.presence[i]),
+                presence=float(result.presence[i]) if self.has_presence_head else None,
             )
-            ok = is_visible(obj.lost, signals, cfg.presence)
+            decision = update_presence(obj.lost, obj.low_frames, signals, cfg.presence)
+            obj.low_frames = decision.low_frames
+            ok = decision.visible
             if not ok:
                 probs[i].fill(0.0)  # lost: write nothing rather than drift onto background
                 own[i].fill(False)
@@ -335,7 +344,8 @@ class Segmenter:
         masks = state.prev_masks
         results: dict[int, ObjectResult] = {}
         for i, obj in enumerate(state.objects):
-            score = float(result.peak[i])
+            # The reported confidence: the learned presence where the network has it, else the centre score.
+            score = float(result.presence[i] if self.has_presence_head else result.peak[i])
             obj.score = score
             final = labels == obj.object_id if visible[i] else None
             box = mask_box(final) if final is not None else None
@@ -351,7 +361,28 @@ class Segmenter:
                 np.multiply(final, 255, out=masks[i], casting="unsafe")
                 self._update_geometry(obj, box, area)
             results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, round(score, 4), obj.lost)
+        self._remember(state, rgb, labels, result.presence, visible)
         return FrameResult(state.frame_index, labels, results)
+
+    def _remember(
+        self, state: TrackState, rgb: np.ndarray, labels: np.ndarray, presence: np.ndarray, visible: list[bool]
+    ) -> None:
+        """Every few frames, confident objects add this frame's appearance to their memory bank."""
+        mem = self.config.memory
+        if mem.bank_size <= 0 or state.frame_index % max(1, mem.update_every):
+            return
+        chosen = [
+            i
+            for i, obj in enumerate(state.objects)
+            if visible[i] and not obj.lost and (not self.has_presence_head or presence[i] >= mem.min_confidence)
+        ]
+        chosen = [i for i in chosen if state.prev_masks[i].any()]
+        if not chosen:
+            return
+        objects = [state.objects[i] for i in chosen]
+        embedding = self._embed(rgb, labels, objects)
+        for row, i in enumerate(chosen):
+            state.memory.add_recent(i, embedding.select([row]))
 
     def _update_geometry(self, obj: ObjectState, box: tuple[float, float, float, float], area: int) -> None:
         """New position from the mask; size smoothed and rate-limited so one bad mask cannot blow the window up."""

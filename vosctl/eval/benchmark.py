@@ -72,6 +72,7 @@ class BenchmarkOptions:
     device: str = "auto"
     full_frame: bool = False
     quiet: bool = False
+    prompt: str = "mask"  # "mask": the first annotation; "box": each object's box of it (SiamMask's protocol)
 
 
 @dataclass
@@ -280,6 +281,15 @@ class _TimedFrames:
             yield rgb
 
 
+def _renumbered(results: Iterator[Any], ids: list[int]) -> Iterator[Any]:
+    """Box prompts number objects 1..N; give them back the annotation's ids."""
+    lookup = np.zeros(256, np.uint8)
+    lookup[1 : len(ids) + 1] = ids
+    for result in results:
+        result.labels = lookup[result.labels]
+        yield result
+
+
 def _segment_sequence(
     segmenter: Any,
     dataset: DavisDataset,
@@ -287,6 +297,7 @@ def _segment_sequence(
     results_dir: Path,
     timing: SegmentationTiming,
     on_frame: Callable[[], None] | None = None,
+    prompt: str = "mask",
 ) -> np.ndarray:
     """Run the segmenter on one sequence, write ``results_dir/<seq>/*.png``; returns ``T x H x W`` labels."""
     from vosctl.io.atomic import AtomicPath
@@ -300,7 +311,14 @@ def _segment_sequence(
     write_seconds = 0.0
     inside_next = 0.0
     try:
-        if first_labels.any():
+        if first_labels.any() and prompt == "box":
+            # Boxes of the first annotation, objects in id order (the tracker numbers boxes 1..N).
+            from vosctl.geometry import mask_box
+
+            ids = [int(i) for i in np.unique(first_labels) if i not in (0, 255)]
+            boxes = [mask_box(first_labels == i) for i in ids]
+            tracked = _renumbered(segmenter.track(frames, boxes=boxes), ids)
+        elif first_labels.any():
             tracked = iter(segmenter.track(frames, labels=first_labels))
         else:  # nothing to follow: an all-background result, as a tracker would give
             tracked = iter(_EmptyTrack(frames, first_labels.shape))
@@ -391,6 +409,8 @@ def run_benchmark(
     ``progress`` (optional) is a ``rich.progress.Progress``; a task is added to it.
     Raises ``InputError`` for a missing ROOT or split file, missing result frames, bad options.
     """
+    if options.prompt not in ("mask", "box"):
+        raise InputError(f"unknown --prompt '{options.prompt}' (use mask or box)")
     # Accept str paths from Python callers (the CLI passes Paths).
     options = dataclasses.replace(
         options,
@@ -461,7 +481,9 @@ def run_benchmark(
         for sequence in present:
             if progress is not None:
                 progress.update(task, description=sequence.name)
-            predictions = _segment_sequence(segmenter, dataset, sequence, results_dir, timing, on_frame)
+            predictions = _segment_sequence(
+                segmenter, dataset, sequence, results_dir, timing, on_frame, prompt=options.prompt
+            )
             start = time.perf_counter()
             stems = scored_stems(sequence)
             gt = dataset.read_annotations(sequence, stems)
