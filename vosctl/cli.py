@@ -99,8 +99,36 @@ def segment(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     model: Annotated[str, typer.Option("--model", help="Model name in models/ or a checkpoint path.")] = "default",
     start_frame: Annotated[
-        int, typer.Option("--start-frame", min=0, help="Frame index the prompt belongs to; earlier frames are skipped.")
+        int,
+        typer.Option(
+            "--start-frame",
+            min=0,
+            help="Frame index the --mask/--box prompt belongs to; earlier frames are skipped unless "
+            "--direction backward/both.",
+        ),
     ] = 0,
+    mask_at: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mask-at",
+            help="FRAME:PATH, a mask on another frame: its ids correct tracked objects or add new ones "
+            "from that frame on; repeatable.",
+        ),
+    ] = None,
+    box_at: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--box-at",
+            help="FRAME:X,Y,W,H[:ID], a box on another frame: object ID (a correction or a new id), "
+            "without ID a new object; repeatable.",
+        ),
+    ] = None,
+    direction: Annotated[
+        str,
+        typer.Option(
+            "--direction", help="forward, backward or both: propagate from --start-frame to the end, to 0, or both."
+        ),
+    ] = "forward",
     full_frame: Annotated[
         bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")
     ] = False,
@@ -128,6 +156,9 @@ def segment(
         device=device,
         model=model,
         start_frame=start_frame,
+        mask_at=list(mask_at or []),
+        box_at=list(box_at or []),
+        direction=direction,
         full_frame=full_frame,
         force=force,
         quiet=quiet,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +19,10 @@ class ObjectResult:
 
 @dataclass
 class FrameResult:
-    index: int
+    index: int  # the input frame number
     labels: np.ndarray  # uint8 (H, W)
     objects: dict[int, ObjectResult]
+    prompted: tuple[int, ...] = ()  # ids whose mask on this frame is the user's prompt
+    direction: str = "forward"  # the pass that produced it: "forward" or "backward"
+    timestamp: float | None = None  # seconds, when the input frame carried one (vosctl.io.Frame)
+    frame: Any = None  # the input Frame itself, when track() was given Frames or a video source

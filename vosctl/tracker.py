@@ -30,8 +30,9 @@ The decisions live beside this loop, each with one owner, so they can change ind
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,10 @@ from vosctl.merge import merge_objects
 from vosctl.model.network import SiamDMN, TemplateEmbedding
 from vosctl.presence import PresenceConfig, PresenceSignals, lost_search_growth, sweep_centre, update_presence
 from vosctl.results import FrameResult, ObjectResult
+
+BoxXYWH = tuple[float, float, float, float]
+BoxesPrompt = list[BoxXYWH] | dict[int, BoxXYWH]
+"""Boxes (x, y, w, h) in pixels: a list (object ids 1..N) or a mapping object id -> box."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class TrackState:
     memory: AppearanceMemory
     prev_masks: np.ndarray  # (N, H, W) uint8 0/255: each object's last mask, the next frame's prior
     frame_index: int = 0
+    last_result: FrameResult | None = None  # the latest frame's result (a prompt on that frame corrects it)
     # Reused buffers (the per-frame loop must not allocate per object per frame).
     search_buffer: np.ndarray | None = None
     prior_buffer: np.ndarray | None = None
@@ -156,29 +162,29 @@ class Segmenter:
         self,
         rgb: np.ndarray,
         labels: np.ndarray | None = None,
-        boxes: list[tuple[float, float, float, float]] | None = None,
+        boxes: BoxesPrompt | None = None,
+        frame_index: int = 0,
     ) -> tuple[TrackState, FrameResult]:
-        """Start tracking from the first frame; returns the state and the first frame's result.
+        """Start tracking on the prompt frame; returns the state and that frame's result.
 
         ``labels``: uint8 label map (0 background, ids kept). ``boxes``: (x, y, w, h) per object,
-        ids 1..N; the first mask is then predicted by the network inside each box (SiamMask-style).
+        ids 1..N (or a mapping id -> box); the mask is then predicted by the network inside each
+        box (SiamMask-style). Both may be given (ids must differ). ``frame_index``: the input frame
+        number of ``rgb``, reported as ``FrameResult.index`` (later frames count from it).
         """
         height, width = rgb.shape[:2]
         if labels is None and not boxes:
             raise InputError("a first-frame mask or at least one box is needed")
-        if labels is not None:
-            if labels.shape != (height, width):
-                raise InputError(f"mask is {labels.shape[1]}x{labels.shape[0]} but the frames are {width}x{height}")
-            labels = np.ascontiguousarray(labels, dtype=np.uint8)
-        else:
-            labels = self._labels_from_boxes(rgb, boxes or [])
+        labels = self._prompt_labels(rgb, labels, boxes, frame_index)
         ids = [int(i) for i in np.unique(labels) if i != 0]
         if not ids:
             raise InputError("the first-frame mask contains no object")
         objects = [self._object_from_mask(object_id, labels == object_id) for object_id in ids]
         memory = AppearanceMemory.from_embedding(self.config.memory, self._embed(rgb, labels, objects))
-        state = TrackState(width, height, objects, memory, _object_masks(labels, objects))
-        return state, self._first_result(state, labels)
+        state = TrackState(width, height, objects, memory, _object_masks(labels, objects), frame_index=frame_index)
+        state.last_result = self._first_result(state, labels)
+        state.last_result.prompted = tuple(ids)
+        return state, state.last_result
 
     def _object_from_mask(self, object_id: int, mask: np.ndarray) -> ObjectState:
         x, y, w, h = mask_box(mask)  # type: ignore[misc]
@@ -187,12 +193,16 @@ class Segmenter:
         obj.area = float(np.count_nonzero(mask))
         return obj
 
-    def _labels_from_boxes(self, rgb: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
-        """Box prompt: the network segments the first frame from a box-shaped template and prior."""
+    def _labels_from_boxes(self, rgb: np.ndarray, boxes: BoxesPrompt) -> np.ndarray:
+        """Box prompt: the network segments the frame from a box-shaped template and prior.
+
+        ``boxes``: a list (ids 1..N) or a mapping object id -> (x, y, w, h).
+        """
         height, width = rgb.shape[:2]
         box_labels = np.zeros((height, width), np.uint8)
         objects = []
-        for object_id, (x, y, w, h) in enumerate(boxes, start=1):
+        items = boxes.items() if isinstance(boxes, dict) else enumerate(boxes, start=1)
+        for object_id, (x, y, w, h) in items:
             x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
             x1, y1 = min(width, int(round(x + w))), min(height, int(round(y + h)))
             if x1 <= x0 or y1 <= y0:
@@ -362,7 +372,8 @@ class Segmenter:
                 self._update_geometry(obj, box, area)
             results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, round(score, 4), obj.lost)
         self._remember(state, rgb, labels, result.presence, visible)
-        return FrameResult(state.frame_index, labels, results)
+        state.last_result = FrameResult(state.frame_index, labels, results)
+        return state.last_result
 
     def _remember(
         self, state: TrackState, rgb: np.ndarray, labels: np.ndarray, presence: np.ndarray, visible: list[bool]
@@ -409,23 +420,288 @@ class Segmenter:
             )
         return FrameResult(state.frame_index, labels, results)
 
+    # ------------------------------------------------------------------ prompts on any frame
+    def _prompt_labels(
+        self,
+        rgb: np.ndarray,
+        labels: np.ndarray | None,
+        boxes: BoxesPrompt | None,
+        frame_index: int,
+    ) -> np.ndarray:
+        """One uint8 label map from a prompt's mask and/or boxes (boxes segmented by the network)."""
+        height, width = rgb.shape[:2]
+        out = None
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape != (height, width):
+                shape = "x".join(str(v) for v in labels.shape[::-1])
+                raise InputError(f"mask at frame {frame_index} is {shape} but the frames are {width}x{height}")
+            out = np.ascontiguousarray(labels, dtype=np.uint8)
+        if boxes:
+            box_labels = self._labels_from_boxes(rgb, boxes)
+            if out is None:
+                return box_labels
+            ids = boxes.keys() if isinstance(boxes, dict) else range(1, len(boxes) + 1)
+            twice = sorted(set(ids) & {int(v) for v in np.unique(out) if v})
+            if twice:
+                raise InputError(f"two prompts for object {twice[0]} at frame {frame_index} (a mask and a box)")
+            out = np.where(out > 0, out, box_labels).astype(np.uint8)  # the mask is the more precise
+        if out is None:
+            raise InputError(f"the prompt at frame {frame_index} has neither a mask nor a box")
+        return out
+
+    def add_prompt(
+        self,
+        state: TrackState,
+        frame_index: int,
+        rgb: np.ndarray,
+        labels: np.ndarray | None = None,
+        boxes: BoxesPrompt | None = None,
+    ) -> FrameResult:
+        """Correct objects or add new ones on frame ``frame_index`` (``rgb``); returns that frame's result.
+
+        An id of ``labels`` (or of ``boxes``: a list means ids 1..N, a mapping names them) that is
+        tracked is replaced by the prompt: it is tracked on from this mask and its appearance memory
+        takes this frame as its trusted template. A new id is a new object from this frame on. Ids
+        the prompt does not mention keep being tracked; the prompt's pixels are taken from them.
+
+        ``frame_index == state.frame_index`` corrects the frame last returned by ``init_state`` /
+        ``step`` / ``add_prompt``; any other frame (the next one, in either direction) is segmented
+        first, then the prompt is applied.
+        """
+        if rgb.shape[:2] != (state.height, state.width):
+            raise InputError(
+                f"frame {frame_index} is {rgb.shape[1]}x{rgb.shape[0]}, expected {state.width}x{state.height}"
+            )
+        if labels is None and not boxes:
+            raise InputError(f"the prompt at frame {frame_index} has neither a mask nor a box")
+        prompt = self._prompt_labels(rgb, labels, boxes, frame_index)
+        ids = [int(i) for i in np.unique(prompt) if i != 0]
+        if not ids:
+            raise InputError(f"the prompt at frame {frame_index} contains no object")
+        if frame_index == state.frame_index and state.last_result is not None:
+            base = state.last_result
+        elif {o.object_id for o in state.objects} <= set(ids):
+            # Every tracked object is given again: the prompt is the whole answer for this frame.
+            state.frame_index = frame_index
+            base = FrameResult(frame_index, np.zeros((state.height, state.width), np.uint8), {})
+        else:
+            state.frame_index = frame_index - 1  # step() advances it by one
+            base = self.step(state, rgb)
+        return self._apply_prompt(state, rgb, prompt, ids, base)
+
+    def _apply_prompt(
+        self, state: TrackState, rgb: np.ndarray, prompt: np.ndarray, ids: list[int], base: FrameResult
+    ) -> FrameResult:
+        """Merge the prompt into ``base`` (the frame as tracked) and reset the prompted objects."""
+        taken = prompt > 0
+        labels = base.labels.copy()
+        labels[np.isin(labels, ids)] = 0  # a corrected object is exactly its prompt
+        labels[taken] = prompt[taken]
+        prompted = [self._object_from_mask(object_id, labels == object_id) for object_id in ids]
+        embedding = self._embed(rgb, labels, prompted)
+        position = {obj.object_id: i for i, obj in enumerate(state.objects)}
+        # Priors are rebuilt through _object_masks, whatever their storage, for the prompted objects
+        # and for the objects the prompt took pixels from.
+        touched = {int(v) for v in np.unique(base.labels[taken])} - set(ids) - {0}
+        for i, obj in enumerate(state.objects):
+            if obj.object_id in touched:
+                state.prev_masks[i] = _object_masks(labels, [obj])[0]
+        added = []
+        for j, obj in enumerate(prompted):
+            if obj.object_id in position:  # a correction
+                i = position[obj.object_id]
+                state.objects[i] = obj
+                state.memory.set_trusted(i, embedding.select([j]))
+                state.prev_masks[i] = _object_masks(labels, [obj])[0]
+            else:  # a new object
+                state.objects.append(obj)
+                state.memory.append_object(embedding.select([j]))
+                added.append(obj)
+        if added:
+            rows = _object_masks(labels, added)
+            if isinstance(state.prev_masks, list):
+                state.prev_masks.extend(rows)
+            else:
+                state.prev_masks = np.concatenate([state.prev_masks, rows])
+            _drop_buffers(state)  # sized for the old object count
+        objects: dict[int, ObjectResult] = {}
+        for obj in state.objects:
+            mask = labels == obj.object_id
+            before = base.objects.get(obj.object_id)
+            fresh = obj.object_id in ids or before is None
+            box = mask_box(mask)
+            objects[obj.object_id] = ObjectResult(
+                obj.object_id,
+                _int_box(box),
+                int(np.count_nonzero(mask)) if box is not None else 0,
+                1.0 if fresh else before.score,  # type: ignore[union-attr]
+                False if fresh else before.lost,  # type: ignore[union-attr]
+            )
+        result = FrameResult(state.frame_index, labels, objects, prompted=tuple(ids))
+        state.last_result = result
+        return result
+
     # ------------------------------------------------------------------ generator API
     def track(
         self,
-        frames: Iterable[np.ndarray],
+        frames: Iterable[Any],
         labels: np.ndarray | None = None,
         boxes: list[tuple[float, float, float, float]] | None = None,
+        *,
+        prompts: Mapping[int, Any] | None = None,
+        direction: str = "forward",
+        start_frame: int | None = None,
     ) -> Iterator[FrameResult]:
-        """Yield one :class:`FrameResult` per frame; the first frame carries the prompt."""
-        iterator = iter(frames)
-        try:
-            first = next(iterator)
-        except StopIteration:
+        """Yield one :class:`FrameResult` per frame, named by its input frame number.
+
+        ``frames``: RGB arrays, :class:`vosctl.io.Frame` objects (their index and timestamp are
+        carried into the results, and ``result.frame`` is the frame), or a source from
+        :func:`vosctl.io.open_video`. ``labels`` / ``boxes``: the prompt of the start frame.
+        ``prompts``: ``{frame: labels | boxes | Prompt}`` on any frames (corrections and new
+        objects, see :meth:`add_prompt`). ``start_frame``: where tracking starts (default: the
+        frame of ``labels``/``boxes``, i.e. the first frame; with ``prompts`` only, the earliest
+        prompt, or the latest one going backward); earlier frames are skipped going forward.
+
+        ``direction``: ``"forward"`` (start frame to the end), ``"backward"`` (start frame down to
+        0, results in that order) or ``"both"`` (the backward pass first, frames start-1 .. 0,
+        then the forward pass, start .. end; each pass has its own state and applies the prompts
+        it reaches). Backward needs frames that can be read backwards: a list (or other sequence)
+        of frames, or an :func:`~vosctl.io.open_video` source, read in bounded-memory chunks.
+        Each result says which pass produced it (``result.direction``) and which ids were
+        prompted on its frame (``result.prompted``).
+        """
+        from vosctl.prompting import DIRECTIONS, Prompt, check_directions, normalise_prompts
+
+        if direction not in DIRECTIONS:
+            raise InputError(f"unknown direction '{direction}' (use {', '.join(DIRECTIONS)})")
+        table = normalise_prompts(prompts)
+        if labels is not None or boxes:
+            first = 0 if start_frame is None else start_frame
+            if start_frame is None and direction == "forward":
+                first = -1  # "the first frame", whatever its number: resolved when it arrives
+            if first in table:
+                raise InputError(f"frame {first} has a prompt twice (labels=/boxes= and prompts=)")
+            table[first] = Prompt(labels=labels, boxes=dict(enumerate(boxes or [], start=1)))
+        if not table:
+            raise InputError("a first-frame mask or at least one box is needed")
+        if start_frame is None:
+            start_frame = min(table) if direction != "backward" else max(table)
+        if direction == "forward":
+            yield from self._pass(_forward_frames(frames), table, start_frame, "forward", True, strict=True)
             return
-        state, result = self.init_state(first, labels=labels, boxes=boxes)
-        yield result
-        for rgb in iterator:
-            yield self.step(state, rgb)
+        if start_frame < 0:
+            raise InputError(f"start frame {start_frame} is negative")
+        check_directions(table, start_frame, direction)
+        backward = _backward_frames(frames, start_frame)
+        yield from self._pass(backward, table, start_frame, "backward", direction == "backward")
+        if direction == "both":
+            yield from self._pass(_forward_frames(frames, start_frame), table, start_frame, "forward", True)
+
+    def _pass(
+        self,
+        frames: Iterator[tuple[int, np.ndarray, Any]],
+        prompts: dict[int, Any],
+        start: int,
+        direction: str,
+        emit_start: bool,
+        strict: bool = False,
+    ) -> Iterator[FrameResult]:
+        """One pass over ``(index, rgb, frame)`` in its order, from the start frame's prompt.
+
+        ``strict``: prompts behind the start frame are an error (no other pass reaches them).
+        """
+        from vosctl.prompting import check_directions
+
+        state: TrackState | None = None
+        step = 1 if direction == "forward" else -1
+        checked = not strict
+        for index, rgb, frame in frames:
+            if state is None:
+                if start == -1:  # labels=/boxes= belong to the first frame, whatever its number
+                    if index in prompts:
+                        raise InputError(f"frame {index} has a prompt twice (labels=/boxes= and prompts=)")
+                    prompts = {index if f == -1 else f: p for f, p in prompts.items()}
+                    start = index
+                if not checked:
+                    check_directions(prompts, start, direction)
+                    checked = True
+                if (index - start) * step < 0:
+                    continue
+                if index != start:
+                    raise InputError(f"there is no frame {start} to start from (the frames begin at {index})")
+                pending = {f for f in prompts if (f - start) * step > 0}
+                prompt = prompts[start]
+                state, result = self.init_state(rgb, prompt.labels, prompt.boxes, frame_index=index)
+                if not emit_start:
+                    continue
+            elif index in pending:
+                prompt = prompts[index]
+                pending.discard(index)
+                result = self.add_prompt(state, index, rgb, prompt.labels, prompt.boxes)
+            else:
+                state.frame_index = index - 1  # step() advances it by one: results keep input numbers
+                result = self.step(state, rgb)
+            result.direction = direction
+            result.frame = frame
+            result.timestamp = getattr(frame, "timestamp", None)
+            yield result
+        if state is None:
+            raise InputError(f"there is no frame {start} to start from (the input has fewer frames)")
+        if pending:
+            missed = min(pending, key=lambda f: abs(f - start))
+            raise InputError(f"prompt at frame {missed} is beyond the last frame ({state.frame_index})")
+
+
+def _unpack(item: Any, counter: int) -> tuple[int, np.ndarray, Any]:
+    """(index, rgb, frame) from an array (numbered by position) or a Frame-like object."""
+    rgb = getattr(item, "rgb", None)
+    if rgb is None:
+        return counter, item, None
+    return int(getattr(item, "index", counter)), rgb, item
+
+
+def _forward_frames(frames: Any, start: int = 0) -> Iterator[tuple[int, np.ndarray, Any]]:
+    from vosctl.io.video import FrameSource
+
+    if start > 0 and isinstance(frames, FrameSource):
+        from vosctl.io.reverse import reopen
+
+        with reopen(frames, start_frame=start) as source:  # its own reader; the backward one is done
+            yield from (_unpack(frame, frame.index) for frame in source)
+        return
+    if start > 0 and isinstance(frames, Sequence):
+        for i in range(start, len(frames)):
+            yield _unpack(frames[i], i)
+        return
+    for counter, item in enumerate(frames):
+        yield _unpack(item, counter)
+
+
+def _backward_frames(frames: Any, start: int) -> Iterator[tuple[int, np.ndarray, Any]]:
+    from vosctl.io.video import FrameSource
+
+    if isinstance(frames, FrameSource):
+        from vosctl.io.reverse import read_backward
+
+        yield from (_unpack(frame, frame.index) for frame in read_backward(frames, start))
+        return
+    if isinstance(frames, Sequence):
+        if start >= len(frames):
+            raise InputError(f"start frame {start} is beyond the last frame ({len(frames) - 1})")
+        for i in range(start, -1, -1):
+            yield _unpack(frames[i], i)
+        return
+    raise InputError(
+        "going backward needs frames that can be read backwards: a list of frames or vosctl.io.open_video(...)"
+    )
+
+
+def _drop_buffers(state: TrackState) -> None:
+    """Forget the reused per-frame buffers (they are sized for the object count); the next frame re-creates them."""
+    for item in fields(state):
+        if item.name.endswith("_buffer"):
+            setattr(state, item.name, None)
 
 
 def _object_masks(labels: np.ndarray, objects: list[ObjectState]) -> np.ndarray:

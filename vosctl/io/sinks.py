@@ -392,6 +392,11 @@ class TrackSink(Sink):
     ``time`` is ``frame / fps`` in seconds (``null`` when no fps is given); ``x, y, w, h`` are
     ``null`` when the object has no box (lost with an empty mask). The ``objects`` summary is
     written at the end; only lost frame numbers are kept in memory until then.
+
+    ``write(..., extra={"direction": "backward", "prompt": [2]})`` adds those keys to the frame's
+    record (before ``objects``): ``vosctl segment`` records which pass produced each frame and, on
+    frames with a prompt, the ids it set; such ids also get ``"prompt_frames"`` in the summary.
+    Readers of the original schema can ignore the extra keys.
     """
 
     def __init__(self, path: PathLike, fps: float | None = None) -> None:
@@ -402,7 +407,9 @@ class TrackSink(Sink):
         self.count = 0
         self.summary: dict[int, dict[str, Any]] = {}
 
-    def write(self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects) -> None:
+    def write(
+        self, index: int, rgb: np.ndarray, labels: np.ndarray, objects: Objects, extra: Mapping[str, Any] | None = None
+    ) -> None:
         time = round(index / self.fps, 6) if self.fps else None
         records = [_record(objects[key]) for key in sorted(objects)]
         for record in records:
@@ -410,7 +417,14 @@ class TrackSink(Sink):
             info["frames"] += 1
             if record["lost"]:
                 info["lost_frames"].append(int(index))
-        line = json.dumps({"frame": int(index), "time": time, "objects": records}, separators=(",", ":"))
+        frame_record: dict[str, Any] = {"frame": int(index), "time": time}
+        if extra:
+            frame_record.update(extra)
+            for object_id in extra.get("prompt", ()):
+                if object_id in self.summary:
+                    self.summary[object_id].setdefault("prompt_frames", []).append(int(index))
+        frame_record["objects"] = records
+        line = json.dumps(frame_record, separators=(",", ":"))
         self.file.write(("\n  " if self.count == 0 else ",\n  ") + line)
         self.count += 1
 

@@ -39,6 +39,9 @@ class SegmentOptions:
     device: str = "auto"
     model: str = "default"
     start_frame: int = 0
+    mask_at: list[str] = field(default_factory=list)  # "FRAME:PATH" prompts on later (or earlier) frames
+    box_at: list[str] = field(default_factory=list)  # "FRAME:X,Y,W,H[:ID]"
+    direction: str = "forward"  # forward | backward | both, from --start-frame
     full_frame: bool = False
     force: bool = False
     quiet: bool = False
@@ -111,19 +114,40 @@ def check_plan(plan: JobPlan, options: SegmentOptions) -> None:
         raise InputError(f"input {plan.input_path} does not exist")
     if plan.mask_path is not None and not plan.mask_path.is_file():
         raise InputError(f"mask {plan.mask_path} does not exist")
-    if plan.mask_path is None and not options.boxes:
+    specs = check_prompt_options(options)
+    if plan.mask_path is None and not options.boxes and not specs:
         raise InputError("give the first-frame object as --mask PNG, --mask-pattern or --box X,Y,W,H")
     if plan.mask_path is not None and options.boxes:
         raise InputError("give either a mask or boxes, not both")
     protected = {plan.input_path.resolve()}
     if plan.mask_path is not None:
         protected.add(plan.mask_path.resolve())
+    protected.update(spec.path.resolve() for spec in specs if spec.path is not None)
+    if specs or options.direction != "forward":
+        # Prompts on other frames: read them against the video now, so a bad one fails before the model loads.
+        from vosctl.io import open_video
+
+        with open_video(plan.input_path) as source:
+            _load_prompts(plan, options, source)
     for target in plan.outputs.values():
         path = (plan.output_dir / target).resolve()
         if path in protected or any(p.is_relative_to(path) for p in protected):
             raise InputError(f"output {plan.output_dir / target} would overwrite an input")
         if path.exists() and not options.force:
             raise InputError(f"output {plan.output_dir / target} already exists (use --force to replace it)")
+
+
+def check_prompt_options(options: SegmentOptions) -> list[Any]:
+    """Parse ``--mask-at`` / ``--box-at`` and check ``--direction`` before any work (vosctl.prompting)."""
+    from vosctl.prompting import DIRECTIONS, parse_prompt_options
+
+    if options.direction not in DIRECTIONS:
+        raise InputError(f"unknown --direction '{options.direction}' (use {', '.join(DIRECTIONS)})")
+    specs = parse_prompt_options(options.mask_at, options.box_at)
+    for spec in specs:
+        if spec.path is not None and not spec.path.is_file():
+            raise InputError(f"mask {spec.path} (--mask-at {spec.text}) does not exist")
+    return specs
 
 
 def _progress(total: int | None, description: str, enabled: bool) -> Any:
@@ -154,11 +178,9 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
         PngMaskSink,
         TrackCsvSink,
         TrackSink,
-        boxes_prompt,
         open_video,
-        parse_box,
-        read_mask_prompt,
     )
+    from vosctl.jobs.frame_order import in_frame_order
 
     started = time.perf_counter()
     plan.output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -168,15 +190,11 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
     sinks: list[Any] = []
     progress = None
     try:
-        with open_video(plan.input_path, start_frame=options.start_frame) as source:
+        forward_only = options.direction == "forward"
+        # Going backward needs the frames before --start-frame: the reader starts at 0 then.
+        with open_video(plan.input_path, start_frame=options.start_frame if forward_only else 0) as source:
             width, height = source.width, source.height
-            labels = boxes = None
-            if plan.mask_path is not None:
-                labels = read_mask_prompt(plan.mask_path, width, height)
-            else:
-                boxes = [
-                    (b.x, b.y, b.w, b.h) for b in boxes_prompt([parse_box(t) for t in options.boxes], width, height)
-                ]
+            prompts = _load_prompts(plan, options, source)
             outputs = plan.outputs
             if "png" in outputs:
                 sinks.append(PngMaskSink(staging / outputs["png"]))
@@ -189,26 +207,23 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
             if "track_csv" in outputs:
                 sinks.append(TrackCsvSink(staging / outputs["track_csv"], fps=source.fps))
 
-            total = None if source.frame_count is None else max(0, source.frame_count - options.start_frame)
+            total = _expected_frames(source.frame_count, options)
             show = not options.quiet and sys.stderr.isatty()
             progress = _progress(total, plan.input_path.name, show)
-            # The tracker pulls frames lazily; remember the current one to hand it to the sinks.
-            current: dict[str, Any] = {}
-
-            def frames_in_order() -> Iterator[Any]:
-                for frame in source:  # frames before --start-frame are skipped by the reader
-                    current["frame"] = frame
-                    yield frame.rgb
-
             count = 0
             segment_seconds = 0.0
             lost: dict[int, int] = {}
             t_seg = time.perf_counter()
-            for result in segmenter.track(frames_in_order(), labels=labels, boxes=boxes):
+            results = segmenter.track(
+                source, prompts=prompts, direction=options.direction, start_frame=options.start_frame
+            )
+            for frame, result in in_frame_order(results, source, staging / ".passes"):
                 segment_seconds += time.perf_counter() - t_seg
-                frame = current["frame"]
                 for sink in sinks:
-                    sink.write(frame.index, frame.rgb, result.labels, result.objects)
+                    if isinstance(sink, TrackSink):  # which pass produced the frame, where prompts were applied
+                        sink.write(frame.index, frame.rgb, result.labels, result.objects, extra=_track_extra(result))
+                    else:
+                        sink.write(frame.index, frame.rgb, result.labels, result.objects)
                 for object_id, info in result.objects.items():
                     lost.setdefault(object_id, 0)
                     if info.lost:
@@ -251,6 +266,44 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
         "model": segmenter.model_name,
         "device": segmenter.device,
     }
+
+
+def _load_prompts(plan: JobPlan, options: SegmentOptions, source: Any) -> dict[int, Any]:
+    """Every prompt of the run as ``{frame: Prompt}``, checked against the video (vosctl.prompting)."""
+    from vosctl.io import boxes_prompt, parse_box, read_mask_prompt
+    from vosctl.prompting import check_directions, load_prompts, parse_prompt_options
+
+    width, height = source.width, source.height
+    labels = boxes = None
+    if plan.mask_path is not None:
+        labels = read_mask_prompt(plan.mask_path, width, height)
+    elif options.boxes:
+        boxes = [(b.x, b.y, b.w, b.h) for b in boxes_prompt([parse_box(t) for t in options.boxes], width, height)]
+    specs = parse_prompt_options(options.mask_at, options.box_at)
+    prompts = load_prompts(
+        specs, width, height, options.start_frame, labels, boxes, first_source=f"--mask {plan.mask_path}"
+    )
+    total = source.frame_count if source.frame_count_exact else None
+    check_directions(prompts, options.start_frame, options.direction, total)
+    return prompts
+
+
+def _expected_frames(frame_count: int | None, options: SegmentOptions) -> int | None:
+    """Frames the run will write (for the progress bar)."""
+    if frame_count is None:
+        return None
+    if options.direction == "backward":
+        return min(frame_count, options.start_frame + 1)
+    if options.direction == "both":
+        return frame_count
+    return max(0, frame_count - options.start_frame)
+
+
+def _track_extra(result: Any) -> dict[str, Any]:
+    extra: dict[str, Any] = {"direction": result.direction}
+    if result.prompted:
+        extra["prompt"] = list(result.prompted)
+    return extra
 
 
 def _commit(staging: Path, plan: JobPlan, force: bool) -> None:
