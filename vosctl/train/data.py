@@ -515,7 +515,10 @@ class PairSampler:
     def batch(self, rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
         samples = [self.sample(rng) for _ in range(size)]
         # Samples without a second template repeat the first (weight 0 in the mixture).
-        second = [(s.template2, s.template2_mask) if s.template2 is not None else (s.template, s.template_mask) for s in samples]
+        second = [
+            (s.template2, s.template2_mask) if s.template2 is not None else (s.template, s.template_mask)
+            for s in samples
+        ]
         return {
             "template2": np.stack([t for t, _ in second]),
             "template2_mask": np.stack([m for _, m in second]),
