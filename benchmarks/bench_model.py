@@ -1,9 +1,14 @@
-"""Network cost per frame: search crop -> score -> dynamic-kernel mask, for 1, 2 and 4 objects.
+"""Network cost per frame in every precision, and which one ``precision="auto"`` picks here.
 
-    python benchmarks/bench_model.py [--model default] [--threads 2] [--iters 100] [--device cpu]
+    python benchmarks/bench_model.py [--model default] [--threads N] [--iters 100] [--device cpu]
+                                     [--objects 1,2,4] [--precisions fp32,bf16] [--onnx]
 
-The template branch runs once per object at the first frame and is excluded, as in tracking.
-Reports milliseconds per forward and frames per second (one forward per frame) for fp32 and bf16.
+Runs the tracker's engine (BN-fused model, channels-last, autocast as the tracker uses it) on
+random search crops, for 1, 2 and 4 objects, in fp32 and bf16 (and fp16 on CUDA) whether or not
+the hardware has them natively, so the cost of an emulated precision is visible. The template
+branch runs once per object at the first frame and is excluded, as in tracking. The first line
+says what "auto" chose and why (the capabilities it saw); then one JSON line per case with
+milliseconds per forward (outputs copied to the host, as the tracker needs them) and fps.
 """
 
 from __future__ import annotations
@@ -14,58 +19,116 @@ import time
 
 import torch
 
-from vosctl.engine import bf16_supported as _bf16_supported
+from vosctl.engine import Engine, choose_precision, detect_capabilities, pick_device
 from vosctl.model.checkpoint import load_checkpoint
+from vosctl.threads import apply_thread_policy
 
 
-def measure(model, device: torch.device, objects: int, bf16: bool, iters: int) -> float:
-    cfg = model.config
-    search = (torch.rand(objects, 3, cfg.search_size, cfg.search_size, device=device) * 255).contiguous(
-        memory_format=torch.channels_last
-    )
-    template = torch.rand(objects, 3, cfg.template_size, cfg.template_size, device=device) * 255
-    template_mask = torch.ones(objects, 1, cfg.template_size, cfg.template_size, device=device)
+def measure(engine: Engine, objects: int, iters: int) -> float:
+    """Seconds per batched search forward (inputs already on the device; outputs copied back)."""
+    cfg = engine.config
+    device = engine.torch_device
+    generator = torch.Generator().manual_seed(0)
+    search = (torch.rand(objects, 3, cfg.search_size, cfg.search_size, generator=generator) * 255).to(device)
+    search = search.contiguous(memory_format=torch.channels_last)
+    template = (torch.rand(objects, cfg.template_size, cfg.template_size, 3, generator=generator) * 255).byte()
+    template_mask = torch.ones(objects, cfg.template_size, cfg.template_size)
+    embedding = engine.embed(template.numpy(), template_mask.numpy())
     prior = torch.zeros(objects, 1, cfg.search_size, cfg.search_size, device=device)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        embedding = model.embed_template(template.contiguous(memory_format=torch.channels_last), template_mask)
-        for _ in range(10):
-            model.forward_search(search, embedding, prior)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(iters):
-            out = model.forward_search(search, embedding, prior)
-            out.mask_logits.cpu()  # the tracker needs the mask on the host
-        elapsed = time.perf_counter() - start
-    return elapsed / iters
+    for _ in range(max(3, iters // 10)):  # warm-up: oneDNN / cuDNN kernel selection
+        engine.search_tensors(search, embedding, prior, None)
+    start = time.perf_counter()
+    for _ in range(iters):
+        engine.search_tensors(search, embedding, prior, None)  # ends with the host copy (a sync)
+    return (time.perf_counter() - start) / iters
+
+
+def measure_host(engine: Engine, objects: int, iters: int) -> float:
+    """Seconds per search from host (numpy) crops, as the CPU tracker calls it: comparable across engines."""
+    import numpy as np
+
+    cfg = engine.config
+    rng = np.random.default_rng(0)
+    search = rng.integers(0, 256, (objects, cfg.search_size, cfg.search_size, 3), dtype=np.uint8)
+    template = rng.integers(0, 256, (objects, cfg.template_size, cfg.template_size, 3), dtype=np.uint8)
+    embedding = engine.embed(template, np.ones((objects, cfg.template_size, cfg.template_size), np.float32))
+    prior = np.zeros((objects, cfg.search_size, cfg.search_size), np.uint8)
+    bias = np.zeros((objects, 1, cfg.score_size, cfg.score_size), np.float32)
+    for _ in range(max(3, iters // 10)):
+        engine.search(search, embedding, prior, bias)
+    start = time.perf_counter()
+    for _ in range(iters):
+        engine.search(search, embedding, prior, bias)
+    return (time.perf_counter() - start) / iters
+
+
+def compare_onnx(model, threads: int, objects: list[int], iters: int) -> None:
+    """torch fp32 vs ONNX Runtime on CPU, interleaved per object count so load drifts hit both alike."""
+    from vosctl.onnx_engine import OrtEngine
+
+    start = time.perf_counter()
+    ort_engine = OrtEngine(model, threads=threads)
+    print(json.dumps({"onnx_export_and_load_s": round(time.perf_counter() - start, 1), "cache": str(ort_engine.path)}))
+    torch_engine = Engine(model, device="cpu", precision="fp32")
+    for count in objects:
+        t_torch = measure_host(torch_engine, count, iters)
+        t_ort = measure_host(ort_engine, count, iters)
+        row = {"objects": count, "torch_fp32_ms": round(t_torch * 1000, 2), "onnxruntime_ms": round(t_ort * 1000, 2)}
+        row["onnx_vs_torch_time"] = round(t_ort / t_torch, 3)
+        print(json.dumps(row), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="default: the vosctl thread policy")
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--objects", default="1,2,4")
+    parser.add_argument("--precisions", default=None, help="default: fp32,bf16 (+fp16 on CUDA)")
+    parser.add_argument("--onnx", action="store_true", help="also compare ONNX Runtime with torch fp32 (CPU)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    model, meta = load_checkpoint(args.model, device)
-    model = model.to(memory_format=torch.channels_last)
+    threads = apply_thread_policy(args.threads)
+    device = pick_device(args.device)
+    capabilities = detect_capabilities(device)
+    auto = choose_precision("auto", device, capabilities)
+    precisions = (args.precisions or ("fp32,bf16,fp16" if device.type == "cuda" else "fp32,bf16")).split(",")
+    print(
+        json.dumps(
+            {
+                "device": str(device),
+                "threads": threads,
+                "auto_precision": auto,
+                "cpu_native_bf16": capabilities.cpu_native_bf16,
+                "onednn_max_isa": capabilities.onednn_max_isa,
+                "cuda_capability": capabilities.cuda_capability,
+            }
+        ),
+        flush=True,
+    )
+    model, meta = load_checkpoint(args.model)
     rows = []
-    precisions = [False] + ([True] if _bf16_supported(device) else [])
-    for bf16 in precisions:
-        for objects in (1, 2, 4):
-            seconds = measure(model, device, objects, bf16, args.iters)
+    for precision in precisions:
+        engine = Engine(model, device=str(device), precision=precision, capabilities=capabilities)
+        for objects in (int(o) for o in args.objects.split(",")):
+            seconds = measure(engine, objects, args.iters)
             rows.append(
                 {
-                    "precision": "bf16" if bf16 else "fp32",
+                    "precision": precision,
+                    "auto_choice": precision == auto,
                     "objects": objects,
                     "ms_per_frame": round(seconds * 1000, 2),
                     "fps": round(1 / seconds, 1),
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
-    print(json.dumps({"model": meta.get("name"), "device": str(device), "threads": args.threads, "results": rows}))
+    if args.onnx:
+        compare_onnx(model, threads, [int(o) for o in args.objects.split(",")], args.iters)
+    print(
+        json.dumps(
+            {"model": meta.get("name"), "device": str(device), "threads": threads, "auto": auto, "results": rows}
+        )
+    )
 
 
 if __name__ == "__main__":

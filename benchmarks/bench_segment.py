@@ -1,16 +1,27 @@
-"""End-to-end speed and memory of ``vosctl segment`` (decode + segment + write), 854x480.
+"""End-to-end speed and memory of ``vosctl segment`` (decode + segment + write), and the cost of frame size.
 
-    python benchmarks/bench_segment.py speed  [--frames 300] [--model default]
-    python benchmarks/bench_segment.py memory [--short 1000] [--long 10000]
+    python benchmarks/bench_segment.py speed      [--frames 300] [--model default] [--objects 1,3]
+                                                  [--device cpu|cuda] [--threads N] [--engines torch,onnx]
+    python benchmarks/bench_segment.py memory     [--short 1000] [--long 10000]
+    python benchmarks/bench_segment.py resolution [--frames 60] [--objects 1,4] [--threads N]
 
 speed: a synthetic video of textured shapes moving over a textured background; runs PNG masks
 with 1 object, overlay with 1 object, PNG masks with 3 objects, and the ``--full-frame`` ablation
 (search the whole frame at the crop's scale instead of a crop), each through the real CLI job in
-this process. Prints fps, and for the synthetic ground truth the mean IoU, so the crop/full-frame
-ratio covers both speed and accuracy.
+this process. Prints fps and segment_fps (``vosctl.results.FPS_DEFINITION``: end to end, and
+inside the segmenter with decode and write excluded), and for the synthetic ground truth the mean
+IoU, so the crop/full-frame ratio covers both speed and accuracy. On a GPU:
+``speed --device cuda --objects 1,4,16``.
 
 memory: runs the CLI in a fresh process on a 1,000- and a 10,000-frame video and reports each
 process's peak RSS: a streaming pipeline has the same peak whatever the length.
+
+resolution: the tracker step alone (``Segmenter.step`` after the network's crops, pastes and
+merges; decode timed separately and excluded) at 854x480, 1920x1080 and 3840x2160, with 1 and 4
+objects of the same pixel size (70-130 px) at every resolution, each in a fresh process that
+decodes frame by frame; reports the median step time, the decode time and the process's peak
+RSS. Targets: step time at 4K within 1.5x of 480p, peak memory within +150 MiB of the 480p run
+(the 4K frame itself, 25 MB decoded, is part of that budget).
 """
 
 from __future__ import annotations
@@ -20,7 +31,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 WIDTH, HEIGHT = 854, 480
+RESOLUTIONS = ((854, 480), (1920, 1080), (3840, 2160))
 
 
 def _texture(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
@@ -38,8 +49,20 @@ def _texture(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray
     return np.clip(tex, 0, 255).astype(np.uint8)
 
 
-def synth_video(path: Path, frames: int, objects: int, seed: int = 0, keep: int = 2000) -> list[np.ndarray]:
-    """Write an H.264 video; return the ground-truth label maps of its first ``keep`` frames."""
+def synth_video(
+    path: Path,
+    frames: int,
+    objects: int,
+    seed: int = 0,
+    keep: int = 2000,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> list[np.ndarray]:
+    """Write an H.264 video; return the ground-truth label maps of its first ``keep`` frames.
+
+    Objects are 70-130 px whatever the frame size (the tracker's cost should follow them).
+    """
+    WIDTH, HEIGHT = width, height  # noqa: N806 - the module defaults, overridden for this video
     rng = np.random.default_rng(seed)
     background = _texture(rng, HEIGHT, WIDTH, 8)
     sizes = [(int(rng.integers(70, 130)), int(rng.integers(70, 130))) for _ in range(objects)]
@@ -69,10 +92,30 @@ def synth_video(path: Path, frames: int, objects: int, seed: int = 0, keep: int 
     return truth
 
 
-def run_job(video: Path, mask: Path, out: Path, model: str, **flags: bool) -> dict:
+def run_job(
+    video: Path,
+    mask: Path,
+    out: Path,
+    model: str,
+    device: str = "cpu",
+    threads: int | None = None,
+    engine: str = "torch",
+    **flags: bool,
+) -> dict:
     from vosctl.jobs.segment import SegmentOptions, run_segment
 
-    options = SegmentOptions(inputs=[str(video)], mask=mask, output=out, model=model, force=True, quiet=True, **flags)
+    options = SegmentOptions(
+        inputs=[str(video)],
+        mask=mask,
+        output=out,
+        model=model,
+        device=device,
+        threads=threads,
+        engine=engine,
+        force=True,
+        quiet=True,
+        **flags,
+    )
     (result,) = list(run_segment(options))
     if isinstance(result, Exception):
         raise result
@@ -93,34 +136,39 @@ def speed(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         rows = []
-        for objects in (1, 3):
+        counts = [int(o) for o in args.objects.split(",")]
+        run = {"device": args.device, "threads": args.threads}
+        for objects in counts:
             video = root / f"v{objects}.mp4"
             truth = synth_video(video, args.frames, objects)
             mask = root / f"m{objects}.png"
             cv2.imwrite(str(mask), truth[0])
-            if objects == 1:  # warm-up (model load, oneDNN kernel selection) so no case runs cold
-                run_job(video, mask, root / "warmup", args.model, png=True)
-                run_job(video, mask, root / "warmup", args.model, png=True, full_frame=True)
+            if objects == counts[0]:  # warm-up (model load, oneDNN kernel selection) so no case runs cold
+                run_job(video, mask, root / "warmup", args.model, png=True, **run)
+                run_job(video, mask, root / "warmup", args.model, png=True, full_frame=True, **run)
             cases = [("png", {"png": True})]
-            if objects == 1:
+            if objects == counts[0]:
                 cases += [("overlay", {"overlay": True}), ("png --full-frame", {"png": True, "full_frame": True})]
             for name, flags in cases:
                 out = root / f"out_{objects}_{len(rows)}"
-                start = time.perf_counter()
-                summary = run_job(video, mask, out, args.model, **flags)
-                seconds = time.perf_counter() - start
+                summary = run_job(video, mask, out, args.model, **run, **flags)
                 row = {
                     "case": name,
                     "objects": objects,
                     "frames": summary["frames"],
-                    "fps_end_to_end": round(summary["frames"] / seconds, 1),
+                    "device": summary["device"],
+                    "precision": summary.get("precision"),
+                    "threads": summary.get("threads"),
+                    # vosctl.results.FPS_DEFINITION: the same figures as `vosctl segment --json`.
+                    "fps_end_to_end": summary["fps"],
                     "fps_segment_only": summary["segment_fps"],
+                    "fps_decode_only": summary.get("decode_fps"),
                 }
                 if flags.get("png"):
                     row["mean_iou"] = round(mean_iou(out / "masks", truth), 4)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-        crop = next(r for r in rows if r["case"] == "png" and r["objects"] == 1)
+        crop = next(r for r in rows if r["case"] == "png" and r["objects"] == counts[0])
         full = next(r for r in rows if r["case"] == "png --full-frame")
         print(
             json.dumps(
@@ -131,17 +179,56 @@ def speed(args: argparse.Namespace) -> None:
                 }
             )
         )
+        if args.engines:
+            compare_engines(args, root, counts[0], run)
+
+
+def compare_engines(args: argparse.Namespace, root: Path, objects: int, run: dict) -> None:
+    """The same clip with each --engines entry, interleaved (A B A B) so load drifts hit both alike."""
+    video, mask = root / f"v{objects}.mp4", root / f"m{objects}.png"
+    engines = args.engines.split(",")
+    for engine in engines:  # first use: export to the cache, load, warm up
+        run_job(video, mask, root / "warm_engine", args.model, engine=engine, png=True, **run)
+    fps: dict[str, list[float]] = {engine: [] for engine in engines}
+    for _ in range(2):
+        for engine in engines:
+            summary = run_job(video, mask, root / f"e_{engine}", args.model, engine=engine, png=True, **run)
+            fps[engine].append(summary["fps"])
+            print(
+                json.dumps(
+                    {
+                        "engine": summary.get("engine"),
+                        "objects": objects,
+                        "fps_end_to_end": summary["fps"],
+                        "fps_segment_only": summary["segment_fps"],
+                    }
+                ),
+                flush=True,
+            )
+    best = {engine: max(values) for engine, values in fps.items()}
+    print(
+        json.dumps(
+            {
+                "engine_fps_end_to_end": best,
+                f"{engines[-1]}_vs_{engines[0]}": round(best[engines[-1]] / best[engines[0]], 3),
+            }
+        )
+    )
 
 
 MEMORY_CHILD = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
+def peak_rss_mib():
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child would report its parent's peak.
+    with open("/proc/self/status") as status:
+        return next(round(int(line.split()[1]) / 1024, 1) for line in status if line.startswith("VmHWM"))
 from vosctl.jobs.segment import SegmentOptions, run_segment
 options = SegmentOptions(inputs=[sys.argv[1]], mask=Path(sys.argv[2]), output=Path(sys.argv[3]), png=True,
                          model=sys.argv[4], force=True, quiet=True)
 (summary,) = list(run_segment(options))
 print(json.dumps({"frames": summary["frames"], "fps": summary["fps"],
-                  "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+                  "peak_rss_mib": peak_rss_mib()}))
 """
 
 
@@ -168,15 +255,96 @@ def memory(args: argparse.Namespace) -> None:
             video.unlink()
 
 
+RESOLUTION_CHILD = """
+import json, statistics, sys, time
+import cv2
+def peak_rss_mib():
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child would report its parent's peak.
+    with open("/proc/self/status") as status:
+        return next(round(int(line.split()[1]) / 1024, 1) for line in status if line.startswith("VmHWM"))
+from vosctl import Segmenter
+from vosctl.io import open_video
+video, mask, model, device, threads = sys.argv[1:6]
+segmenter = Segmenter.from_pretrained(model, device=device, threads=int(threads) if threads != "-" else None)
+labels = cv2.imread(mask, cv2.IMREAD_UNCHANGED)
+steps, decodes = [], []
+with open_video(video) as source:
+    frames = iter(source)
+    state, _ = segmenter.init_state(next(frames).rgb, labels=labels)
+    while True:
+        start = time.perf_counter()
+        frame = next(frames, None)
+        decodes.append(time.perf_counter() - start)
+        if frame is None:
+            break
+        start = time.perf_counter()
+        segmenter.step(state, frame.rgb)
+        steps.append(time.perf_counter() - start)
+warm = steps[3:] or steps
+print(json.dumps({"step_ms": round(1000 * statistics.median(warm), 2),
+                  "step_ms_mean": round(1000 * statistics.fmean(warm), 2),
+                  "decode_ms": round(1000 * statistics.fmean(decodes[:-1]), 2),
+                  "frames": len(steps) + 1, "threads": segmenter.threads, "precision": segmenter.engine.precision,
+                  "peak_rss_mib": peak_rss_mib()}))
+"""
+
+
+def resolution(args: argparse.Namespace) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for objects in (int(o) for o in args.objects.split(",")):
+            for width, height in RESOLUTIONS:
+                video = root / f"r{width}x{height}_{objects}.mp4"
+                truth = synth_video(video, args.frames, objects, keep=1, width=width, height=height)
+                mask = root / f"r{width}x{height}_{objects}.png"
+                cv2.imwrite(str(mask), truth[0])
+                threads = "-" if args.threads is None else str(args.threads)
+                done = subprocess.run(
+                    [sys.executable, "-c", RESOLUTION_CHILD, str(video), str(mask), args.model, args.device, threads],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                row = {"width": width, "height": height, "objects": objects, **json.loads(done.stdout.splitlines()[-1])}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                video.unlink()
+    for objects in sorted({r["objects"] for r in rows}):
+        small = next(r for r in rows if r["objects"] == objects and r["width"] == 854)
+        big = next(r for r in rows if r["objects"] == objects and r["width"] == 3840)
+        print(
+            json.dumps(
+                {
+                    "objects": objects,
+                    "step_4k_vs_480p": round(big["step_ms"] / small["step_ms"], 2),
+                    "peak_rss_4k_minus_480p_mib": round(big["peak_rss_mib"] - small["peak_rss_mib"], 1),
+                    "targets": {"step_ratio_max": 1.5, "extra_memory_mib_max": 150},
+                }
+            )
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["speed", "memory"])
-    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("mode", choices=["speed", "memory", "resolution"])
+    parser.add_argument("--frames", type=int, default=None, help="default: 300 (speed), 60 (resolution)")
     parser.add_argument("--short", type=int, default=1000)
     parser.add_argument("--long", type=int, default=10000)
     parser.add_argument("--model", default="default")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="default: the vosctl thread policy")
+    parser.add_argument("--objects", default=None, help="default: 1,3 (speed), 1,4 (resolution)")
+    parser.add_argument("--engines", default=None, help="speed: also compare engines end to end, e.g. torch,onnx")
     args = parser.parse_args()
-    speed(args) if args.mode == "speed" else memory(args)
+    if args.mode == "speed":
+        args.frames, args.objects = args.frames or 300, args.objects or "1,3"
+        speed(args)
+    elif args.mode == "resolution":
+        args.frames, args.objects = args.frames or 60, args.objects or "1,4"
+        resolution(args)
+    else:
+        memory(args)
 
 
 if __name__ == "__main__":

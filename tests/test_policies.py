@@ -53,7 +53,7 @@ def test_learned_presence_has_patience_and_hysteresis() -> None:
         return PresenceSignals(score=0.0, similarity=0.0, area=area, last_area=500, presence=presence)
 
     first = update_presence(False, 0, signals(0.1), config)
-    assert first.visible and not first.lost and first.low_frames == 1  # one weak frame: kept
+    assert not first.visible and not first.lost and first.low_frames == 1  # one weak frame: held
     second = update_presence(False, first.low_frames, signals(0.1), config)
     assert not second.visible and second.lost  # two in a row: lost
     assert update_presence(False, 1, signals(0.5), config).low_frames == 0  # evidence resets patience

@@ -132,6 +132,23 @@ def segment(
     full_frame: Annotated[
         bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="CPU threads for this process (network, OpenCV, FFmpeg). Default: OMP_NUM_THREADS if set, "
+            "else the cores not busy with other processes. With xargs -P N / parallel runs, pass cores / N.",
+        ),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="torch, or onnx: the network in ONNX Runtime on CPU (pip install vosctl[onnx]; exported "
+            "and cached at first use), or auto (onnx on a CPU without native bf16).",
+        ),
+    ] = "torch",
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_summary: Annotated[
@@ -160,6 +177,8 @@ def segment(
         box_at=list(box_at or []),
         direction=direction,
         full_frame=full_frame,
+        threads=threads,
+        engine=engine,
         force=force,
         quiet=quiet,
         json_summary=json_summary,
@@ -188,6 +207,15 @@ def benchmark(
     full_frame: Annotated[
         bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="CPU threads for this process (network, OpenCV, FFmpeg). Default: OMP_NUM_THREADS if set, "
+            "else the cores not busy with other processes. With xargs -P N / parallel runs, pass cores / N.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     prompt: Annotated[
         str, typer.Option("--prompt", help="Start from the first annotation's masks ('mask') or their boxes ('box').")
@@ -208,6 +236,7 @@ def benchmark(
         model=model,
         device=device,
         full_frame=full_frame,
+        threads=threads,
         quiet=quiet,
         prompt=prompt,
     )

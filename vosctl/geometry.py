@@ -92,3 +92,123 @@ def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
         return None
     cols = np.flatnonzero(mask.any(0))
     return float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1)
+
+
+def shift_matrix(matrix: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """The frame->crop matrix for coordinates relative to the frame point (x0, y0) (a window's origin)."""
+    shifted = matrix.copy()
+    shifted[:, 2] += matrix[:, :2] @ np.array([x0, y0], np.float64)
+    return shifted
+
+
+def canvas_window(
+    matrix: np.ndarray, canvas_width: int, canvas_height: int, frame_width: int, frame_height: int
+) -> tuple[int, int, int, int]:
+    """Frame rectangle (x0, y0, x1, y1), end exclusive, that a canvas covers, clipped to the frame.
+
+    Every frame pixel :func:`paste_crop` can make non-zero lies inside it (bilinear sampling reaches
+    one canvas pixel beyond the edge), so pasting into just this window equals pasting into the
+    frame. Empty (x0 == x1 or y0 == y1) when the canvas lies outside the frame.
+    """
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = inverse @ np.array([[-1.0, -1.0, 1.0], [canvas_width, canvas_height, 1.0]]).T  # (2, 2): x, y rows
+    xs, ys = np.sort(corners[0]), np.sort(corners[1])
+    x0 = min(frame_width, max(0, math.floor(xs[0])))
+    y0 = min(frame_height, max(0, math.floor(ys[0])))
+    x1 = max(x0, min(frame_width, math.ceil(xs[1]) + 1))
+    y1 = max(y0, min(frame_height, math.ceil(ys[1]) + 1))
+    return x0, y0, x1, y1
+
+
+class LocalMask:
+    """One object's binary mask stored only over its bounding box: frame-size-independent memory.
+
+    ``origin`` is the frame position of ``mask[0, 0]``; ``mask`` is uint8 0/255. Everything outside
+    is 0. The tracker keeps each object's previous mask this way (the next frame's prior and the
+    overlap tie-break), so a 4K frame costs what a 480p frame costs for the same object.
+    """
+
+    __slots__ = ("x0", "y0", "mask")
+
+    def __init__(self, x0: int, y0: int, mask: np.ndarray) -> None:
+        self.x0, self.y0, self.mask = x0, y0, mask
+
+    @classmethod
+    def empty(cls) -> LocalMask:
+        return cls(0, 0, np.zeros((0, 0), np.uint8))
+
+    @classmethod
+    def from_window(cls, x0: int, y0: int, mask: np.ndarray) -> LocalMask:
+        """From a boolean mask over a window at (x0, y0); trimmed to the mask's box (a copy)."""
+        box = mask_box(mask)
+        if box is None:
+            return cls.empty()
+        bx, by, bw, bh = (int(v) for v in box)
+        return cls(x0 + bx, y0 + by, np.multiply(mask[by : by + bh, bx : bx + bw], 255, dtype=np.uint8))
+
+    @classmethod
+    def from_frame(cls, mask: np.ndarray) -> LocalMask:
+        """From a frame-sized boolean mask."""
+        return cls.from_window(0, 0, mask)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.mask.size == 0
+
+    def crop(self, matrix: np.ndarray, size: tuple[int, int], out: np.ndarray) -> np.ndarray:
+        """As :func:`crop_image` of the frame-sized mask (``size`` = (width, height)), from the box alone."""
+        if self.is_empty:
+            out.fill(0)
+            return out
+        return crop_image(self.mask, shift_matrix(matrix, self.x0, self.y0), size, out=out)
+
+    def paste_into(self, target: np.ndarray, x0: int, y0: int) -> None:
+        """Write this mask into ``target``, a window whose frame origin is (x0, y0) (other pixels untouched)."""
+        if self.is_empty:
+            return
+        h, w = target.shape
+        mh, mw = self.mask.shape
+        ax0, ay0 = max(self.x0, x0), max(self.y0, y0)
+        ax1, ay1 = min(self.x0 + mw, x0 + w), min(self.y0 + mh, y0 + h)
+        if ax1 <= ax0 or ay1 <= ay0:
+            return
+        target[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = self.mask[
+            ay0 - self.y0 : ay1 - self.y0, ax0 - self.x0 : ax1 - self.x0
+        ]
+
+    def to_frame(self, width: int, height: int) -> np.ndarray:
+        """The frame-sized uint8 0/255 mask (for tests and one-off uses, never per frame)."""
+        frame = np.zeros((height, width), np.uint8)
+        self.paste_into(frame, 0, 0)
+        return frame
+
+
+def crop_torch(image, matrices: np.ndarray, size: tuple[int, int], pad: tuple[float, ...] = PAD_COLOUR):
+    """Torch twin of :func:`crop_image` for a batch of crops of ONE image, on the image's device.
+
+    image: (C, H, W) float tensor (0..255 for colour); matrices: (N, 2, 3) frame->crop, translation
+    and scale only (what :func:`crop_matrix` and the tracker make); size: (width, height). Returns
+    (N, C, height, width) float32, bilinear, the outside filled with ``pad`` (per channel).
+    ``grid_sample(align_corners=True)`` samples at pixel centres exactly as ``cv2.warpAffine``
+    does; the values differ from it only by OpenCV's 1/32-pixel fixed-point rounding.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    channels, height, width = image.shape
+    out_w, out_h = size
+    n = len(matrices)
+    device = image.device
+    m = torch.as_tensor(np.asarray(matrices, np.float64), device=device)
+    # Frame coordinate of every crop pixel: p = (c - t) / s, then normalised to [-1, 1] (align_corners).
+    cx = torch.arange(out_w, device=device, dtype=torch.float64)
+    cy = torch.arange(out_h, device=device, dtype=torch.float64)
+    gx = (cx[None] - m[:, 0, 2, None]) / m[:, 0, 0, None] * (2.0 / max(width - 1, 1)) - 1.0  # (N, w)
+    gy = (cy[None] - m[:, 1, 2, None]) / m[:, 1, 1, None] * (2.0 / max(height - 1, 1)) - 1.0  # (N, h)
+    grid = torch.stack([gx[:, None, :].expand(n, out_h, out_w), gy[:, :, None].expand(n, out_h, out_w)], -1)
+    pad_t = torch.as_tensor(pad[:channels], dtype=torch.float32, device=device).view(1, channels, 1, 1)
+    # Sample (image - pad) with zero padding, add pad back: outside = pad, edges blend towards it like
+    # OpenCV's BORDER_CONSTANT.
+    source = (image.float()[None] - pad_t).expand(n, channels, height, width)
+    crops = F.grid_sample(source, grid.float(), mode="bilinear", padding_mode="zeros", align_corners=True)
+    return crops + pad_t

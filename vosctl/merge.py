@@ -41,3 +41,68 @@ def merge_objects(
     keep = own.any(0)
     labels[keep] = ids[best[keep]]
     return labels
+
+
+Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels, end exclusive
+
+
+def _overlaps(a: Window, b: Window) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def overlap_groups(windows: list[Window]) -> list[list[int]]:
+    """Indices grouped into connected components of window overlap (pixels can only be contested inside one)."""
+    groups: list[list[int]] = []
+    unassigned = [i for i, w in enumerate(windows) if w[2] > w[0] and w[3] > w[1]]
+    while unassigned:
+        group, frontier = [], [unassigned.pop(0)]
+        while frontier:
+            i = frontier.pop()
+            group.append(i)
+            linked = [j for j in unassigned if _overlaps(windows[i], windows[j])]
+            unassigned = [j for j in unassigned if j not in linked]
+            frontier.extend(linked)
+        groups.append(sorted(group))
+    return groups
+
+
+def merge_windows(
+    labels: np.ndarray,
+    windows: list[Window],
+    probs: list[np.ndarray],
+    own: list[np.ndarray],
+    prev_masks: list,
+    ids: np.ndarray,
+    overlap_prior_weight: float,
+) -> np.ndarray:
+    """:func:`merge_objects` for window-local inputs, writing into ``labels`` (frame-sized, zeros).
+
+    windows[i]: object i's window; probs[i] (float32) and own[i] (bool): its maps over that window
+    (zero / False outside, as after a full-frame paste); prev_masks[i]: a
+    :class:`~vosctl.geometry.LocalMask`. Objects that must not be drawn (not visible) are passed
+    with an all-False ``own``. Only the windows are read or written, so the cost follows the
+    objects' sizes, not the frame's. An object whose window overlaps no other writes its own
+    pixels directly; overlapping windows are merged together over the rectangle they span,
+    exactly as the frame-sized merge would.
+    """
+    for group in overlap_groups(windows):
+        if len(group) == 1:
+            i = group[0]
+            x0, y0, x1, y1 = windows[i]
+            labels[y0:y1, x0:x1][own[i]] = ids[i]
+            continue
+        gx0, gy0 = min(windows[i][0] for i in group), min(windows[i][1] for i in group)
+        gx1, gy1 = max(windows[i][2] for i in group), max(windows[i][3] for i in group)
+        k, shape = len(group), (gy1 - gy0, gx1 - gx0)
+        group_probs = np.zeros((k, *shape), np.float32)
+        group_own = np.zeros((k, *shape), bool)
+        group_prev = np.zeros((k, *shape), np.uint8)
+        for slot, i in enumerate(group):
+            x0, y0, x1, y1 = windows[i]
+            group_probs[slot, y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0] = probs[i]
+            group_own[slot, y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0] = own[i]
+            prev_masks[i].paste_into(group_prev[slot], gx0, gy0)
+        merged = merge_objects(group_probs, group_own, group_prev, ids[group], overlap_prior_weight)
+        # Another group's pixels may lie inside this rectangle (windows do not overlap, their spans may).
+        np.copyto(labels[gy0:gy1, gx0:gx1], merged, where=merged > 0)
+    return labels

@@ -59,7 +59,7 @@ class PresenceSignals:
 @dataclass(frozen=True)
 class PresenceDecision:
     visible: bool  # draw the mask this frame
-    lost: bool  # the object is (now) lost
+    lost: bool  # the object is (now) lost; not visible and not lost: held for this frame
     low_frames: int  # consecutive frames with low presence while tracked
 
 
@@ -97,11 +97,15 @@ def update_presence(
 
 
 def _low(low_frames: int, config: PresenceConfig) -> PresenceDecision:
-    """A tracked object with weak evidence: kept (mask drawn) until patience runs out."""
+    """A tracked object with weak evidence: held (nothing drawn, not yet lost) until patience runs out.
+
+    Held, it keeps its place and its last mask as the prior, so a one-frame dip (motion blur, a
+    brief occlusion) does not throw it into the wide lost search.
+    """
     low_frames += 1
     if low_frames >= config.lost_patience:
         return PresenceDecision(False, True, 0)
-    return PresenceDecision(True, False, low_frames)
+    return PresenceDecision(False, False, low_frames)
 
 
 def is_visible(was_lost: bool, signals: PresenceSignals, config: PresenceConfig) -> bool:

@@ -38,9 +38,21 @@ import numpy as np
 
 from vosctl.engine import Engine
 from vosctl.errors import InputError
-from vosctl.geometry import crop_image, crop_matrix, mask_box, paste_crop, search_side, template_side
+from vosctl.geometry import (
+    PAD_COLOUR,
+    LocalMask,
+    canvas_window,
+    crop_image,
+    crop_matrix,
+    crop_torch,
+    mask_box,
+    paste_crop,
+    search_side,
+    shift_matrix,
+    template_side,
+)
 from vosctl.memory import AppearanceMemory, MemoryConfig
-from vosctl.merge import merge_objects
+from vosctl.merge import Window, merge_windows
 from vosctl.model.network import SiamDMN, TemplateEmbedding
 from vosctl.presence import PresenceConfig, PresenceSignals, lost_search_growth, sweep_centre, update_presence
 from vosctl.results import FrameResult, ObjectResult
@@ -61,7 +73,13 @@ class SegmenterConfig:
     overlap_prior_weight: float = 1.0  # contested pixels: weight (1 + this) for the previous owner
     cap_search_to_frame: bool = True  # search window never wider than the frame (see geometry.search_side)
     full_frame: bool = False  # ablation: search the whole frame (at the crop's scale) instead of a crop
-    precision: str = "auto"  # "auto" (bf16 where the CPU/GPU supports it), "bf16" or "fp32"
+    # --full-frame refuses (one-line error) a network input larger than this many pixels: a small
+    # object on a 4K frame would otherwise ask for a 15k x 8k canvas and tens of GB.
+    full_frame_max_pixels: int = 2048 * 2048
+    precision: str = "auto"  # "auto" (the fastest native one, see engine.choose_precision), "fp32", "bf16", "fp16"
+    # "torch", or "onnx": the per-frame search in ONNX Runtime on CPU (vosctl.onnx_engine; exported
+    # and cached at first use, torch as the fallback); "auto": onnx on a CPU without native bf16.
+    engine: str = "torch"
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
 
@@ -88,14 +106,16 @@ class TrackState:
     height: int
     objects: list[ObjectState]
     memory: AppearanceMemory
-    prev_masks: np.ndarray  # (N, H, W) uint8 0/255: each object's last mask, the next frame's prior
+    # Each object's last mask over its box only (frame-size independent): the next frame's prior
+    # and the overlap tie-break. Build one with LocalMask.from_frame(labels == object_id).
+    prev_masks: list[LocalMask]
     frame_index: int = 0
     last_result: FrameResult | None = None  # the latest frame's result (a prompt on that frame corrects it)
     # Reused buffers (the per-frame loop must not allocate per object per frame).
     search_buffer: np.ndarray | None = None
     prior_buffer: np.ndarray | None = None
-    prob_buffer: np.ndarray | None = None
-    own_buffer: np.ndarray | None = None
+    # Window-sized scratch arrays, grown on demand and viewed at each frame's window size.
+    scratch: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
 
     @property
     def templates(self) -> TemplateEmbedding:
@@ -112,9 +132,25 @@ class Segmenter:
         device: str = "auto",
         config: SegmenterConfig | None = None,
         model_name: str = "custom",
+        threads: int | None = None,
     ) -> None:
+        from vosctl.threads import applied_threads, apply_thread_policy
+
+        # An explicit count is applied here; the default rule is applied by from_pretrained (the
+        # entry point of the CLI and of most users), not here, so code that builds a Segmenter
+        # around its own model (training's held-out evaluation) keeps the threads it runs with.
+        self.threads = apply_thread_policy(threads) if threads is not None else applied_threads()
         self.config = config or SegmenterConfig()
-        self.engine = Engine(model, device=device, precision=self.config.precision)
+        if self.config.engine == "torch":
+            self.engine = Engine(model, device=device, precision=self.config.precision)
+        else:
+            from vosctl.onnx_engine import make_engine
+
+            self.engine = make_engine(model, self.config.engine, device, self.config.precision, self.threads)
+        # CUDA: crops are made on the device from one upload of the frame (through a pinned buffer).
+        self._on_device = self.engine.torch_device.type == "cuda"
+        self.prefetch_decode = self._on_device  # jobs decode ahead in a thread (vosctl.prefetch) on CUDA
+        self._pinned = None
         self.torch_device = self.engine.torch_device
         self.device = self.engine.device
         self.use_bf16 = self.engine.precision == "bf16"
@@ -130,12 +166,25 @@ class Segmenter:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str = "default", device: str = "auto", config: SegmenterConfig | None = None
+        cls,
+        name_or_path: str = "default",
+        device: str = "auto",
+        config: SegmenterConfig | None = None,
+        threads: int | None = None,
     ) -> Segmenter:
-        from vosctl.model.checkpoint import load_checkpoint
+        """Load a shipped model by name, or a checkpoint path.
 
+        ``threads``: CPU threads for this process (torch, OpenCV, FFmpeg); None applies the
+        default rule of :mod:`vosctl.threads` (``OMP_NUM_THREADS``, else the free cores).
+        """
+        from vosctl.model.checkpoint import load_checkpoint
+        from vosctl.threads import apply_thread_policy
+
+        apply_thread_policy(threads)  # before loading: unpickling and BN fusion already use threads
         model, metadata = load_checkpoint(name_or_path)
-        segmenter = cls(model, device=device, config=config, model_name=str(metadata.get("name", name_or_path)))
+        segmenter = cls(
+            model, device=device, config=config, model_name=str(metadata.get("name", name_or_path)), threads=threads
+        )
         segmenter.metadata = metadata
         return segmenter
 
@@ -154,7 +203,13 @@ class Segmenter:
         for i, obj in enumerate(objects):
             matrix = crop_matrix(obj.cx, obj.cy, template_side(obj.w, obj.h, self.config.context), size)
             crops[i] = crop_image(rgb, matrix, size)
-            masks[i] = crop_image((labels == obj.object_id).astype(np.float32), matrix, size)
+            # The mask over the template window only (a frame-sized float copy is 33 MB at 4K).
+            x0, y0, x1, y1 = canvas_window(matrix, size, size, labels.shape[1], labels.shape[0])
+            window = (labels[y0:y1, x0:x1] == obj.object_id).astype(np.float32)
+            if window.size:
+                crop_image(window, shift_matrix(matrix, x0, y0), size, out=masks[i])
+            else:
+                masks[i].fill(0.0)
         return self.engine.embed(crops, masks)
 
     # ------------------------------------------------------------------ state
@@ -212,7 +267,7 @@ class Segmenter:
         memory = AppearanceMemory.from_embedding(self.config.memory, self._embed(rgb, box_labels, objects))
         state = TrackState(width, height, objects, memory, _object_masks(box_labels, objects))
         result, matrices = self._search(state, rgb, box_prompt=True)
-        probs = self._paste(state, result.mask_prob, matrices)
+        probs = self._paste_frame(state, result.mask_prob, matrices)
         # Keep the prediction inside its (slightly grown) box, as a box prompt promises.
         labels = np.zeros((height, width), np.uint8)
         for i, obj in enumerate(objects):
@@ -236,7 +291,14 @@ class Segmenter:
     def _canvas_size(self, state: TrackState, obj: ObjectState, scale: float) -> tuple[int, int]:
         """Network input (H, W) this object wants, at its crop scale; multiples of 16."""
         if self.config.full_frame:
-            return _round16(state.height * scale), _round16(state.width * scale)
+            height, width = _round16(state.height * scale), _round16(state.width * scale)
+            if height * width > self.config.full_frame_max_pixels:
+                raise InputError(
+                    f"--full-frame would need a {width}x{height} network input for this {state.width}x"
+                    f"{state.height} frame and a {obj.w:.0f}x{obj.h:.0f} object (limit "
+                    f"{self.config.full_frame_max_pixels} pixels); use the default cropped search"
+                )
+            return height, width
         if not obj.lost:
             return self.search_size, self.search_size
         # Lost: widen the search area at the SAME scale (a bigger canvas, not a zoomed-out crop,
@@ -285,17 +347,15 @@ class Segmenter:
                 if tile is not None:
                     cx, cy = tile
             matrices.append(np.array([[scale, 0.0, in_w / 2 - scale * cx], [0.0, scale, in_h / 2 - scale * cy]]))
-        if state.search_buffer is None or state.search_buffer.shape != (n, in_h, in_w, 3):
-            state.search_buffer = np.empty((n, in_h, in_w, 3), np.uint8)
+        if state.prior_buffer is None or state.prior_buffer.shape != (n, in_h, in_w):
             state.prior_buffer = np.empty((n, in_h, in_w), np.uint8)
-        search, prior = state.search_buffer, state.prior_buffer
-        assert prior is not None
+            state.search_buffer = None if self._on_device else np.empty((n, in_h, in_w, 3), np.uint8)
+        prior = state.prior_buffer
         for i, (obj, matrix) in enumerate(zip(objects, matrices)):
-            crop_image(rgb, matrix, (in_w, in_h), out=search[i])
             if obj.lost and not box_prompt:
                 prior[i].fill(0)
             else:  # the previous mask, cropped like the search image (0/255 -> thresholded by the engine)
-                crop_image(state.prev_masks[i], matrix, (in_w, in_h), out=prior[i])
+                state.prev_masks[i].crop(matrix, (in_w, in_h), out=prior[i])
 
         bias = None
         if not self.config.full_frame:
@@ -304,20 +364,68 @@ class Segmenter:
             bias = np.empty((n, 1, *window.shape), np.float32)
             for i, obj in enumerate(objects):
                 bias[i, 0] = 0.0 if (obj.lost and not box_prompt) else window
+        if self._on_device:
+            return self._search_on_device(rgb, matrices, (in_w, in_h), state, prior, bias), matrices
+        search = state.search_buffer
+        assert search is not None
+        for i, matrix in enumerate(matrices):
+            crop_image(rgb, matrix, (in_w, in_h), out=search[i])
         return self.engine.search(search, state.templates, prior, bias), matrices
 
-    def _paste(self, state: TrackState, mask_prob: np.ndarray, matrices: list[np.ndarray]) -> np.ndarray:
-        """Crop-space probabilities -> full-frame (N, H, W) probabilities (a reused buffer)."""
-        n = len(matrices)
-        if state.prob_buffer is None or state.prob_buffer.shape[0] != n:
-            state.prob_buffer = np.empty((n, state.height, state.width), np.float32)
-        probs = state.prob_buffer
+    def _search_on_device(self, rgb, matrices, size, state, prior, bias):
+        """CUDA: one upload of the frame (pinned, asynchronous), crops on the GPU, one copy back."""
+        import torch
+
+        device = self.engine.torch_device
+        if self._pinned is None or self._pinned.shape != rgb.shape:
+            # Page-locked so the upload is a real asynchronous DMA (only CUDA has pinned memory).
+            self._pinned = torch.empty(rgb.shape, dtype=torch.uint8, pin_memory=device.type == "cuda")
+        self._pinned.numpy()[...] = rgb
+        frame = self._pinned.to(device, non_blocking=True).permute(2, 0, 1).float()
+        search = crop_torch(frame, np.stack(matrices), size, PAD_COLOUR).contiguous(memory_format=torch.channels_last)
+        prior_t = torch.from_numpy(prior).to(device, non_blocking=True)[:, None].gt(127).float()
+        bias_t = None if bias is None else torch.from_numpy(bias).to(device, non_blocking=True)
+        return self.engine.search_tensors(search, state.templates, prior_t, bias_t)
+
+    def _scratch(self, state: TrackState, name: str, index: int, shape: tuple[int, int], dtype) -> np.ndarray:
+        """A reused window-sized array (grown when a window is bigger than any before)."""
+        key = (name, index)
+        size = shape[0] * shape[1]
+        buffer = state.scratch.get(key)
+        if buffer is None or buffer.size < size or buffer.dtype != dtype:
+            buffer = state.scratch[key] = np.empty(max(size, 1), dtype)
+        return buffer[:size].reshape(shape)
+
+    def _paste_windows(
+        self, state: TrackState, mask_prob: np.ndarray, matrices: list[np.ndarray]
+    ) -> tuple[list[Window], list[np.ndarray]]:
+        """Crop-space probabilities -> each object's probabilities over its window of the frame only."""
+        canvas_h, canvas_w = mask_prob.shape[1:]
+        windows, probs = [], []
         for i, matrix in enumerate(matrices):
-            paste_crop(mask_prob[i], matrix, state.width, state.height, out=probs[i])
+            x0, y0, x1, y1 = canvas_window(matrix, canvas_w, canvas_h, state.width, state.height)
+            local = self._scratch(state, "prob", i, (y1 - y0, x1 - x0), np.float32)
+            if local.size:
+                paste_crop(mask_prob[i], shift_matrix(matrix, x0, y0), x1 - x0, y1 - y0, out=local)
+            windows.append((x0, y0, x1, y1))
+            probs.append(local)
+        return windows, probs
+
+    def _paste_frame(self, state: TrackState, mask_prob: np.ndarray, matrices: list[np.ndarray]) -> np.ndarray:
+        """Frame-sized (N, H, W) probabilities: for the one-off box prompt, never per frame."""
+        probs = np.zeros((len(matrices), state.height, state.width), np.float32)
+        windows, local = self._paste_windows(state, mask_prob, matrices)
+        for i, (x0, y0, x1, y1) in enumerate(windows):
+            probs[i, y0:y1, x0:x1] = local[i]
         return probs
 
     def step(self, state: TrackState, rgb: np.ndarray) -> FrameResult:
-        """Segment the next frame and advance the state."""
+        """Segment the next frame and advance the state.
+
+        After the network everything is window-local: each object's probabilities, threshold,
+        area, box and next prior live only over its crop window, and the frame-sized label map is
+        written once (zeros, then each window), so the cost follows the objects, not the frame.
+        """
         if rgb.shape[:2] != (state.height, state.width):
             raise InputError(
                 f"frame {state.frame_index + 1} is {rgb.shape[1]}x{rgb.shape[0]}, expected {state.width}x{state.height}"
@@ -325,51 +433,64 @@ class Segmenter:
         state.frame_index += 1
         cfg = self.config
         result, matrices = self._search(state, rgb)
-        probs = self._paste(state, result.mask_prob, matrices)
-        # Each object's own mask, before objects compete for pixels (into a reused buffer).
-        if state.own_buffer is None or state.own_buffer.shape != probs.shape:
-            state.own_buffer = np.empty(probs.shape, bool)
-        own = np.greater(probs, cfg.mask_threshold, out=state.own_buffer)
-        own_area = own.reshape(len(state.objects), -1).sum(1)
-        visible = []
+        windows, probs = self._paste_windows(state, result.mask_prob, matrices)
+        # Each object's own mask, before objects compete for pixels (into reused window buffers).
+        own = [
+            np.greater(p, cfg.mask_threshold, out=self._scratch(state, "own", i, p.shape, np.bool_))
+            for i, p in enumerate(probs)
+        ]
+        visible: list[bool] = []
+        decisions = []
         for i, obj in enumerate(state.objects):
             signals = PresenceSignals(
                 score=float(result.peak[i]),
                 similarity=float(result.similarity[i]),
-                area=float(own_area[i]),
+                area=float(np.count_nonzero(own[i])),
                 last_area=obj.area,
                 presence=float(result.presence[i]) if self.has_presence_head else None,
             )
             decision = update_presence(obj.lost, obj.low_frames, signals, cfg.presence)
             obj.low_frames = decision.low_frames
-            ok = decision.visible
-            if not ok:
-                probs[i].fill(0.0)  # lost: write nothing rather than drift onto background
-                own[i].fill(False)
-            visible.append(ok)
+            decisions.append(decision)
+            visible.append(decision.visible)
 
         ids = np.asarray([o.object_id for o in state.objects], np.uint8)
-        labels = merge_objects(probs, own, state.prev_masks, ids, cfg.overlap_prior_weight)
+        labels = np.zeros((state.height, state.width), np.uint8)  # the only frame-sized write
+        # Lost objects write nothing (rather than drift onto background): no window to merge.
+        merge_windows(
+            labels,
+            [w if ok else (0, 0, 0, 0) for w, ok in zip(windows, visible)],
+            probs,
+            own,
+            state.prev_masks,
+            ids,
+            cfg.overlap_prior_weight,
+        )
 
-        masks = state.prev_masks
         results: dict[int, ObjectResult] = {}
         for i, obj in enumerate(state.objects):
             # The reported confidence: the learned presence where the network has it, else the centre score.
             score = float(result.presence[i] if self.has_presence_head else result.peak[i])
             obj.score = score
-            final = labels == obj.object_id if visible[i] else None
-            box = mask_box(final) if final is not None else None
-            area = int(np.count_nonzero(final)) if box is not None else 0
+            box, area = None, 0
             if not visible[i]:
-                obj.lost, obj.lost_frames = True, obj.lost_frames + 1
-                masks[i].fill(0)
-            elif box is None:
-                # Found but hidden behind another object: keep its place, use its own mask as prior.
-                np.multiply(own[i], 255, out=masks[i], casting="unsafe")
-                obj.lost, obj.lost_frames = False, 0
+                if decisions[i].lost:
+                    obj.lost, obj.lost_frames = True, obj.lost_frames + 1
+                    state.prev_masks[i] = LocalMask.empty()
+                # else held (weak evidence, patience left): nothing drawn, place and prior kept
             else:
-                np.multiply(final, 255, out=masks[i], casting="unsafe")
-                self._update_geometry(obj, box, area)
+                x0, y0, x1, y1 = windows[i]
+                final = labels[y0:y1, x0:x1] == obj.object_id
+                local_box = mask_box(final)
+                if local_box is None:
+                    # Found but hidden behind another object: keep its place, use its own mask as prior.
+                    state.prev_masks[i] = LocalMask.from_window(x0, y0, own[i])
+                    obj.lost, obj.lost_frames = False, 0
+                else:
+                    box = (local_box[0] + x0, local_box[1] + y0, local_box[2], local_box[3])
+                    area = int(np.count_nonzero(final))
+                    state.prev_masks[i] = LocalMask.from_window(x0, y0, final)
+                    self._update_geometry(obj, box, area)
             results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, round(score, 4), obj.lost)
         self._remember(state, rgb, labels, result.presence, visible)
         state.last_result = FrameResult(state.frame_index, labels, results)
@@ -704,10 +825,9 @@ def _drop_buffers(state: TrackState) -> None:
             setattr(state, item.name, None)
 
 
-def _object_masks(labels: np.ndarray, objects: list[ObjectState]) -> np.ndarray:
-    """(N, H, W) uint8 0/255 masks, one per object, from a label map."""
-    ids = np.asarray([o.object_id for o in objects], np.uint8)
-    return np.multiply(labels[None] == ids[:, None, None], 255, dtype=np.uint8)
+def _object_masks(labels: np.ndarray, objects: list[ObjectState]) -> list[LocalMask]:
+    """Each object's mask over its box, from a label map (once per prompt, not per frame)."""
+    return [LocalMask.from_frame(labels == o.object_id) for o in objects]
 
 
 def _round16(value: float) -> int:

@@ -39,6 +39,7 @@ import numpy as np
 from vosctl.errors import InputError
 from vosctl.eval.davis import DavisDataset, DavisSequence, write_label_png
 from vosctl.eval.measures import BOUND_TH, Statistics, db_statistics, f_measure
+from vosctl.results import rate
 
 GLOBAL_FIELDS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 """Columns of the official ``global_results-<split>.csv``."""
@@ -71,6 +72,7 @@ class BenchmarkOptions:
     model: str = "default"
     device: str = "auto"
     full_frame: bool = False
+    threads: int | None = None  # CPU threads (vosctl.threads); None: OMP_NUM_THREADS, else the free cores
     quiet: bool = False
     prompt: str = "mask"  # "mask": the first annotation; "box": each object's box of it (SiamMask's protocol)
 
@@ -113,13 +115,14 @@ class SegmentationTiming:
     write_seconds: float = 0.0
     total_seconds: float = 0.0  # decode + segment + write (+ the little glue between them)
 
+    # The definitions of vosctl.results.FPS_DEFINITION (fps_total is its fps, fps_segment its segment_fps).
     @property
     def fps_segment(self) -> float | None:
-        return self.frames / self.segment_seconds if self.segment_seconds > 0 else None
+        return rate(self.frames, self.segment_seconds)
 
     @property
     def fps_total(self) -> float | None:
-        return self.frames / self.total_seconds if self.total_seconds > 0 else None
+        return rate(self.frames, self.total_seconds)
 
 
 @dataclass
@@ -374,7 +377,10 @@ def _load_segmenter(options: BenchmarkOptions) -> Any:
     from vosctl.tracker import Segmenter, SegmenterConfig
 
     return Segmenter.from_pretrained(
-        options.model, device=options.device, config=SegmenterConfig(full_frame=options.full_frame)
+        options.model,
+        device=options.device,
+        config=SegmenterConfig(full_frame=options.full_frame),
+        threads=options.threads,
     )
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from vosctl.io.atomic import AtomicPath
 from vosctl.io.palette import DAVIS_PALETTE, DAVIS_PALETTE_BYTES
+from vosctl.threads import codec_threads
 
 PathLike = str | os.PathLike[str]
 
@@ -131,6 +132,9 @@ class _VideoWriter:
             self.stream.height = height + self.pad_h
             self.stream.pix_fmt = pix_fmt
             self.stream.options = options
+            threads = codec_threads()  # the process's thread policy (vosctl.threads)
+            if threads is not None:
+                self.stream.codec_context.thread_count = threads
             if profile is not None:
                 self.stream.profile = profile
         except BaseException:

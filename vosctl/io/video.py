@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from vosctl.errors import InputError
+from vosctl.threads import codec_threads
 
 FRAME_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
 DEFAULT_FOLDER_FPS = 25.0
@@ -145,6 +146,10 @@ class VideoFileSource(FrameSource):
             raise InputError(f"input {self.path} has no video stream")
         stream = self._container.streams.video[0]
         # thread_type stays at PyAV's default: AUTO frame threading was slower on 2-core machines.
+        # The count follows the process's thread policy (vosctl.threads), so runs side by side share cores.
+        threads = codec_threads()
+        if threads is not None:
+            stream.codec_context.thread_count = threads
         self._decoder = self._container.decode(stream)
         try:
             self._first = next(self._decoder)

@@ -14,11 +14,14 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vosctl.errors import InputError, VosctlError
+from vosctl.prefetch import prefetch
+from vosctl.results import Timing
 
 ALPHA_FORMATS = {"prores": "alpha.mov", "webm": "alpha.webm", "png": "alpha", "gray": "alpha.mp4"}
 
@@ -43,6 +46,8 @@ class SegmentOptions:
     box_at: list[str] = field(default_factory=list)  # "FRAME:X,Y,W,H[:ID]"
     direction: str = "forward"  # forward | backward | both, from --start-frame
     full_frame: bool = False
+    threads: int | None = None  # CPU threads (vosctl.threads); None: OMP_NUM_THREADS, else the free cores
+    engine: str = "torch"  # torch, onnx (ONNX Runtime on CPU) or auto (SegmenterConfig.engine)
     force: bool = False
     quiet: bool = False
     json_summary: bool = False
@@ -192,7 +197,10 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
     try:
         forward_only = options.direction == "forward"
         # Going backward needs the frames before --start-frame: the reader starts at 0 then.
-        with open_video(plan.input_path, start_frame=options.start_frame if forward_only else 0) as source:
+        with (
+            open_video(plan.input_path, start_frame=options.start_frame if forward_only else 0) as source,
+            ExitStack() as stack,  # closes the decode-ahead thread (if any) before the source
+        ):
             width, height = source.width, source.height
             prompts = _load_prompts(plan, options, source)
             outputs = plan.outputs
@@ -210,15 +218,25 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
             total = _expected_frames(source.frame_count, options)
             show = not options.quiet and sys.stderr.isatty()
             progress = _progress(total, plan.input_path.name, show)
+            # Forward, the tracker reads the frames through _timed so decode time is taken out of
+            # segment_fps (vosctl.results.FPS_DEFINITION); on CUDA decode also runs ahead in a thread
+            # (vosctl.prefetch). Backward / both: the tracker reads the source itself (backward in
+            # chunks), decode cannot be told apart: segment_fps includes it and decode_fps is null.
+            timing = Timing()
+            decode = [0.0]
+            frames_in: Any = source
+            if forward_only:
+                ahead = getattr(segmenter, "prefetch_decode", False)
+                frames_in = _timed(stack.enter_context(prefetch(source, enabled=ahead)), decode)
             count = 0
-            segment_seconds = 0.0
+            in_tracker = 0.0
             lost: dict[int, int] = {}
             t_seg = time.perf_counter()
             results = segmenter.track(
-                source, prompts=prompts, direction=options.direction, start_frame=options.start_frame
+                frames_in, prompts=prompts, direction=options.direction, start_frame=options.start_frame
             )
             for frame, result in in_frame_order(results, source, staging / ".passes"):
-                segment_seconds += time.perf_counter() - t_seg
+                in_tracker += time.perf_counter() - t_seg
                 for sink in sinks:
                     if isinstance(sink, TrackSink):  # which pass produced the frame, where prompts were applied
                         sink.write(frame.index, frame.rgb, result.labels, result.objects, extra=_track_extra(result))
@@ -252,20 +270,42 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
         if progress is not None:
             progress.stop()
         shutil.rmtree(staging, ignore_errors=True)
-    seconds = time.perf_counter() - started
+    timing.frames = count
+    timing.total_seconds = time.perf_counter() - started
+    timing.add_segment(in_tracker, decode[0])
+    seconds = timing.total_seconds
     return {
         "input": str(plan.input_path),
         "output": str(plan.output_dir),
         "frames": count,
         "objects": sorted(lost),
         "seconds": round(seconds, 3),
-        "fps": round(count / seconds, 2) if seconds > 0 else None,
-        "segment_fps": round(count / segment_seconds, 2) if segment_seconds > 0 else None,
+        "fps": _round(timing.fps),  # vosctl.results.FPS_DEFINITION
+        "segment_fps": _round(timing.segment_fps),
+        "decode_fps": _round(timing.decode_fps),
         "outputs": [str(plan.output_dir / name) for name in plan.outputs.values()],
         "lost_frames": {str(k): v for k, v in sorted(lost.items())},
         "model": segmenter.model_name,
         "device": segmenter.device,
+        "precision": getattr(getattr(segmenter, "engine", None), "precision", None),
+        "engine": getattr(getattr(segmenter, "engine", None), "backend", None),
+        "threads": getattr(segmenter, "threads", None),
     }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _timed(frames: Iterator[Any], seconds: list[float]) -> Iterator[Any]:
+    """The frames, adding the time spent reading each one (decode) to ``seconds[0]``."""
+    while True:
+        start = time.perf_counter()
+        frame = next(frames, None)
+        seconds[0] += time.perf_counter() - start
+        if frame is None:
+            return
+        yield frame
 
 
 def _load_prompts(plan: JobPlan, options: SegmentOptions, source: Any) -> dict[int, Any]:
@@ -341,7 +381,10 @@ def run_segment(options: SegmentOptions, stdin: Any = None) -> Iterator[dict[str
         yield from plans  # type: ignore[misc]
         return
     segmenter = Segmenter.from_pretrained(
-        options.model, device=options.device, config=SegmenterConfig(full_frame=options.full_frame)
+        options.model,
+        device=options.device,
+        config=SegmenterConfig(full_frame=options.full_frame, engine=options.engine),
+        threads=options.threads,
     )
     for plan in plans:
         if isinstance(plan, VosctlError):

@@ -1,0 +1,412 @@
+"""Throughput (#9): thread policy, precision choice, torch crop path, window-local post-processing, 4K frames."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from scenes import crossing_shapes, iou, moving_square, write_mask
+from synth import texture, write_video
+
+from vosctl.errors import InputError
+from vosctl.geometry import (
+    PAD_COLOUR,
+    LocalMask,
+    canvas_window,
+    crop_image,
+    crop_matrix,
+    crop_torch,
+    paste_crop,
+    shift_matrix,
+)
+from vosctl.merge import merge_objects, merge_windows
+from vosctl.results import Timing
+from vosctl.threads import default_threads, env_threads, share_of_cores
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- thread policy
+
+
+def test_thread_rule_user_then_env_then_free_cores() -> None:
+    assert default_threads(3, {"OMP_NUM_THREADS": "1"}, cores=8, running=1) == 3  # --threads wins
+    assert default_threads(None, {"OMP_NUM_THREADS": "2"}, cores=8, running=9) == 2  # then the environment
+    assert default_threads(None, {"OMP_NUM_THREADS": "4,2"}, cores=8, running=1) == 4  # nested OpenMP list
+    assert default_threads(None, {}, cores=8, running=1) == 8  # alone: every core
+    assert default_threads(None, {}, cores=8, running=3) == 6  # two others running: what is left
+    assert default_threads(None, {}, cores=2, running=5) == 1  # a busy machine: never 0
+    assert default_threads(None, {}, cores=4, running=None) == 4  # no /proc/stat: the cores
+    assert default_threads(None, {"OMP_NUM_THREADS": "0"}, cores=2, running=1) == 2  # invalid value ignored
+    assert env_threads({"OMP_NUM_THREADS": "x"}) is None
+    assert share_of_cores(4, cores=2) == 1 and share_of_cores(2, cores=16) == 8
+
+
+def _python(code: str, env: dict[str, str] | None = None) -> str:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=300, check=True
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_python_api_threads_set_torch_opencv_and_codecs() -> None:
+    code = (
+        "import cv2, torch, json\n"
+        "from vosctl import Segmenter\n"
+        "from vosctl.model.network import SiamDMN\n"
+        "from vosctl.threads import codec_threads\n"
+        "torch.set_num_threads(3)\n"  # a program (training) that chose its threads and builds a Segmenter
+        "Segmenter(SiamDMN(), device='cpu')\n"
+        "assert torch.get_num_threads() == 3, torch.get_num_threads()\n"
+        "s = Segmenter.from_pretrained('default', device='cpu', threads=2)\n"
+        "s2 = Segmenter.from_pretrained('default', device='cpu')\n"  # a second one keeps the process's count
+        "print(json.dumps([s.threads, s2.threads, torch.get_num_threads(), cv2.getNumThreads(), "
+        "codec_threads(), torch.get_num_interop_threads()]))"
+    )
+    assert json.loads(_python(code, {"OMP_NUM_THREADS": "1"})) == [2, 2, 2, 2, 2, 1]
+
+
+def test_cli_threads_option(tmp_path: Path) -> None:
+    frames, truth = moving_square(frames=4)
+    write_video(tmp_path / "clip.mp4", frames)
+    write_mask(tmp_path / "clip.png", truth[0])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vosctl.cli",
+            "segment",
+            str(tmp_path / "clip.mp4"),
+            "--mask",
+            str(tmp_path / "clip.png"),
+        ]
+        + ["--png", "--json", "--quiet", "--device", "cpu", "--threads", "2", "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary["threads"] == 2
+    # segment_fps leaves decode out, fps is end to end: segmenting alone is never slower.
+    assert summary["segment_fps"] >= summary["fps"] > 0 and summary["decode_fps"] > 0
+    bad = subprocess.run(
+        [sys.executable, "-m", "vosctl.cli", "segment", str(tmp_path / "clip.mp4"), "--threads", "0"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert bad.returncode == 2
+
+
+def test_timing_takes_decode_out_of_segment_fps() -> None:
+    timing = Timing(frames=100, total_seconds=4.0)
+    timing.add_segment(seconds_in_tracker=3.0, decode_seconds=1.0)
+    assert timing.fps == 25.0 and timing.segment_fps == 50.0 and timing.decode_fps == 100.0
+
+
+# ----------------------------------------------------------------------------- precision
+
+
+def test_precision_auto_only_native() -> None:
+    import torch
+
+    from vosctl.engine import Capabilities, choose_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 1)
+    avx2 = Capabilities(frozenset({"avx", "avx2", "fma"}))
+    skylake = Capabilities(frozenset({"avx2", "avx512f", "avx512bw", "avx512vl", "avx512dq"}))
+    cooper = Capabilities(frozenset({"avx2", "avx512f", "avx512bw", "avx512_bf16"}))
+    sapphire = Capabilities(frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}))
+    assert choose_precision("auto", cpu, avx2) == "fp32"
+    assert choose_precision("auto", cpu, skylake) == "fp32"  # AVX-512 without bf16: emulated, slower
+    assert choose_precision("auto", cpu, cooper) == "bf16"
+    assert choose_precision("auto", cpu, sapphire) == "bf16"
+    # oneDNN capped below native bf16: fp32, whatever the CPU has.
+    for cap in ("AVX512_CORE", "avx2", "AVX512_CORE_VNNI", "SOMETHING_NEW"):
+        assert choose_precision("auto", cpu, Capabilities(sapphire.cpu_flags, cap)) == "fp32", cap
+    for cap in ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "ALL", ""):
+        assert choose_precision("auto", cpu, Capabilities(sapphire.cpu_flags, cap)) == "bf16", cap
+    # CUDA: bf16 from Ampere, fp16 on tensor-core GPUs before it, fp32 otherwise.
+    assert choose_precision("auto", cuda, Capabilities(cuda_capability=(8, 6))) == "bf16"
+    assert choose_precision("auto", cuda, Capabilities(cuda_capability=(7, 5))) == "fp16"  # T4
+    assert choose_precision("auto", cuda, Capabilities(cuda_capability=(6, 1))) == "fp32"
+    # An explicit request is honoured; a bad one is a clear error.
+    assert choose_precision("bf16", cpu, avx2) == "bf16"
+    assert choose_precision("fp32", cuda, Capabilities(cuda_capability=(9, 0))) == "fp32"
+    with pytest.raises(InputError, match="unknown precision"):
+        choose_precision("int8", cpu, avx2)
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    from vosctl.engine import cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_flags(str(info)) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+def test_device_parsing() -> None:
+    import torch
+
+    from vosctl.engine import pick_device
+
+    assert pick_device("cpu") == torch.device("cpu")
+    for bad in ("gpu", "cuda:x", "cuda:-1", "tpu:0"):
+        with pytest.raises(InputError, match="unknown device"):
+            pick_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU"):
+            pick_device("cuda:1")
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def test_torch_crop_matches_crop_image() -> None:
+    import torch
+
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), (0, 0), 2)
+    mask = np.zeros((240, 320), np.uint8)
+    mask[50:150, 100:200] = 255
+    matrices = [
+        crop_matrix(100.3, 50.7, 180.5, 256),  # inside, sub-pixel
+        crop_matrix(10.0, 230.0, 90.0, 256),  # a corner: mostly padding
+        crop_matrix(160.0, 120.0, 500.0, 256),  # wider than the frame (zoomed out)
+        np.array([[2.0, 0.0, -40.0], [0.0, 2.0, 7.5]]),
+    ]
+    for source, pad in ((image, PAD_COLOUR), (mask[..., None], (0,))):
+        tensor = torch.from_numpy(np.ascontiguousarray(source)).permute(2, 0, 1).float()
+        crops = crop_torch(tensor, np.stack(matrices), (256, 192), pad).permute(0, 2, 3, 1).numpy()
+        for i, matrix in enumerate(matrices):
+            reference = crop_image(source if source.shape[2] == 3 else source[..., 0], matrix, (256, 192))
+            diff = np.abs(crops[i].reshape(reference.shape) - reference.astype(np.float32))
+            # OpenCV interpolates with 1/32-pixel fixed point and rounds to uint8.
+            assert diff.max() <= 2.0 and diff.mean() < 0.3, (i, diff.max(), diff.mean())
+
+
+def test_window_paste_equals_frame_paste() -> None:
+    rng = np.random.default_rng(1)
+    crop = rng.uniform(0, 1, (256, 256)).astype(np.float32)
+    for cx, cy, side in ((160.0, 120.0, 150.0), (5.0, 3.0, 300.0), (310.0, 200.0, 64.0), (1000.0, 1000.0, 50.0)):
+        matrix = crop_matrix(cx, cy, side, 256)
+        frame = paste_crop(crop, matrix, 320, 240)
+        x0, y0, x1, y1 = canvas_window(matrix, 256, 256, 320, 240)
+        outside = frame.copy()
+        outside[y0:y1, x0:x1] = 0
+        assert not outside.any()  # the window holds every pasted pixel
+        if x1 > x0 and y1 > y0:
+            local = paste_crop(crop, shift_matrix(matrix, x0, y0), x1 - x0, y1 - y0)
+            # Equal up to OpenCV's 1/32-pixel fixed-point position (the shifted matrix may round the other way).
+            diff = np.abs(local - frame[y0:y1, x0:x1])
+            assert diff.max() <= 1 / 32 and diff.mean() < 1e-3
+
+
+def test_local_mask_crop_equals_frame_crop() -> None:
+    mask = np.zeros((240, 320), bool)
+    mask[40:90, 200:260] = True
+    local = LocalMask.from_frame(mask)
+    assert local.mask.shape == (50, 60) and (local.x0, local.y0) == (200, 40)
+    assert (local.to_frame(320, 240) == mask * 255).all()
+    matrix = crop_matrix(230.0, 60.0, 150.0, 256)
+    out = np.empty((256, 256), np.uint8)
+    np.testing.assert_array_equal(
+        local.crop(matrix, (256, 256), out), crop_image(mask.astype(np.uint8) * 255, matrix, 256)
+    )
+    assert LocalMask.from_frame(np.zeros((240, 320), bool)).is_empty
+
+
+def test_window_merge_equals_frame_merge() -> None:
+    rng = np.random.default_rng(2)
+    height, width = 120, 160
+    windows = [(10, 10, 70, 60), (50, 40, 110, 100), (120, 0, 160, 40), (0, 0, 0, 0)]
+    probs_full = np.zeros((4, height, width), np.float32)
+    local_probs, local_own = [], []
+    for i, (x0, y0, x1, y1) in enumerate(windows):
+        noise = rng.uniform(0, 1, (max(y1 - y0, 1), max(x1 - x0, 1))).astype(np.float32)
+        p = np.clip(cv2.GaussianBlur(noise, (0, 0), 2) * 4 - 1.5, 0, 1)[: y1 - y0, : x1 - x0]
+        probs_full[i, y0:y1, x0:x1] = p
+        local_probs.append(p)
+        local_own.append(p > 0.5)
+    prev_full = (rng.uniform(0, 1, (4, height, width)) > 0.6).astype(np.uint8) * 255
+    prev_full[3] = 0
+    prev = [LocalMask.from_frame(m > 0) for m in prev_full]
+    ids = np.array([3, 5, 9, 11], np.uint8)
+    expected = merge_objects(probs_full, probs_full > 0.5, prev_full, ids, 1.0)
+    labels = merge_windows(np.zeros((height, width), np.uint8), windows, local_probs, local_own, prev, ids, 1.0)
+    assert len(np.unique(expected)) == 4  # the three drawn objects and background, contested pixels included
+    assert np.count_nonzero((probs_full > 0.5).sum(0) > 1) > 20
+    np.testing.assert_array_equal(labels, expected)
+
+
+# ----------------------------------------------------------------------------- large frames
+
+
+def _embed_4k(frames: list[np.ndarray], labels: list[np.ndarray], x: int, y: int):
+    """The scene placed in a 3840x2160 frame whose rest is the crop padding colour (crops stay identical)."""
+    big_frames, big_labels = [], []
+    for frame, lab in zip(frames, labels):
+        big = np.empty((2160, 3840, 3), np.uint8)
+        big[:] = PAD_COLOUR
+        big[y : y + frame.shape[0], x : x + frame.shape[1]] = frame
+        big_lab = np.zeros((2160, 3840), np.uint8)
+        big_lab[y : y + lab.shape[0], x : x + lab.shape[1]] = lab
+        big_frames.append(big)
+        big_labels.append(big_lab)
+    return big_frames, big_labels
+
+
+def test_4k_frame_through_the_tracker_is_window_local() -> None:
+    from vosctl import Segmenter
+
+    segmenter = Segmenter.from_pretrained("default", device="cpu")
+    frames, truth = crossing_shapes(frames=16)
+    small = [r.labels for r in segmenter.track(frames, labels=truth[0])]
+    big_frames, big_truth = _embed_4k(frames, truth, 2000, 1200)
+    state, _ = segmenter.init_state(big_frames[0], labels=big_truth[0])
+    for t in range(1, len(big_frames)):
+        result = segmenter.step(state, big_frames[t])
+        inside = result.labels[1200:1440, 2000:2320]
+        assert iou(inside == 1, small[t] == 1) >= 0.98 and iou(inside == 2, small[t] == 2) >= 0.98, t
+        assert np.count_nonzero(result.labels) == np.count_nonzero(inside)  # nothing drawn elsewhere
+        assert iou(result.labels == 1, big_truth[t] == 1) >= 0.7
+    # Nothing frame-sized is kept per object: priors and scratch follow the objects' windows.
+    frame_pixels = 3840 * 2160
+    assert all(m.mask.size < frame_pixels / 50 for m in state.prev_masks)
+    assert all(buffer.size < frame_pixels / 20 for buffer in state.scratch.values())
+
+
+def test_full_frame_on_a_4k_frame_is_a_clear_error() -> None:
+    from vosctl import Segmenter, SegmenterConfig
+
+    segmenter = Segmenter.from_pretrained("default", device="cpu", config=SegmenterConfig(full_frame=True))
+    frame = texture(3, 2160, 3840, cells=4)
+    labels = np.zeros((2160, 3840), np.uint8)
+    labels[1000:1060, 1800:1860] = 1
+    state, _ = segmenter.init_state(frame, labels=labels)
+    with pytest.raises(InputError, match="--full-frame would need a .* network input"):
+        segmenter.step(state, frame)
+
+
+def test_prefetch_keeps_order_passes_errors_and_stops() -> None:
+    import threading
+
+    from vosctl.prefetch import prefetch
+
+    with prefetch(range(50), depth=3) as items:
+        assert list(items) == list(range(50))
+
+    def failing():
+        yield 1
+        raise InputError("cannot decode frame 1")
+
+    with prefetch(failing()) as items:
+        assert next(items) == 1
+        with pytest.raises(InputError, match="frame 1"):
+            next(items)
+    before = threading.active_count()
+    with prefetch(iter(range(10**9))) as items:  # the consumer stops early: the reader must stop too
+        assert next(items) == 0
+    assert threading.active_count() <= before
+    with prefetch([1, 2], enabled=False) as items:
+        assert list(items) == [1, 2]
+
+
+def test_device_loop_crops_match_the_host_loop() -> None:
+    """The CUDA loop (frame uploaded once, crops by grid_sample) run on CPU gives the host loop's masks."""
+    from vosctl import Segmenter
+
+    frames, truth = crossing_shapes(frames=12)
+    host = Segmenter.from_pretrained("default", device="cpu")
+    device_loop = Segmenter.from_pretrained("default", device="cpu")
+    device_loop._on_device = True  # the CUDA code path, on the CPU
+    expected = [r.labels for r in host.track(frames, labels=truth[0])]
+    got = [r.labels for r in device_loop.track(frames, labels=truth[0])]
+    for a, b in zip(expected[1:], got[1:]):
+        for object_id in (1, 2):
+            assert iou(a == object_id, b == object_id) >= 0.97
+
+
+# ----------------------------------------------------------------------------- ONNX Runtime engine
+
+
+def test_exportable_xcorr_equals_the_network_one() -> None:
+    import torch
+
+    from vosctl.model.network import SiamDMN
+    from vosctl.onnx_engine import _xcorr_exportable
+
+    generator = torch.Generator().manual_seed(0)
+    search = torch.randn(3, 16, 16, 20, generator=generator)
+    kernel = torch.randn(3, 16, 8, 8, generator=generator)
+    torch.testing.assert_close(_xcorr_exportable(search, kernel), SiamDMN._depthwise_xcorr(search, kernel))
+
+
+def test_onnx_cache_key_follows_the_weights(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from vosctl.model.network import NetworkConfig, SiamDMN
+    from vosctl.onnx_engine import cache_dir, cache_key
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "vosctl" / "onnx"
+    model = SiamDMN(NetworkConfig())
+    key = cache_key(model)
+    assert key == cache_key(model)
+    with torch.no_grad():
+        model.score_out.bias.add_(1.0)
+    assert cache_key(model) != key
+
+
+def test_onnx_engine_falls_back_to_torch(monkeypatch, capsys) -> None:
+    import vosctl.onnx_engine as onnx_engine
+    from vosctl.model.network import NetworkConfig, SiamDMN
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("export failed")
+
+    monkeypatch.setattr(onnx_engine, "OrtEngine", broken)
+    engine = onnx_engine.make_engine(SiamDMN(NetworkConfig()), "onnx", "cpu", "auto", 1)
+    assert engine.backend == "torch"
+    assert "using torch" in capsys.readouterr().err
+    with pytest.raises(InputError, match="unknown engine"):
+        onnx_engine.make_engine(SiamDMN(NetworkConfig()), "tensorrt", "cpu", "auto", 1)
+
+
+@pytest.mark.skipif(
+    os.environ.get("VOSCTL_TEST_ONNX") != "1",
+    reason="exports the model (minutes on a loaded machine): VOSCTL_TEST_ONNX=1",
+)
+def test_onnx_engine_matches_torch() -> None:
+    """ONNX Runtime gives torch's outputs for several object counts and canvas sizes (one dynamic export)."""
+    pytest.importorskip("onnxruntime")
+    from vosctl.engine import Engine
+    from vosctl.model.checkpoint import load_checkpoint
+    from vosctl.onnx_engine import OrtEngine
+
+    model, _ = load_checkpoint("default")
+    ort_engine, torch_engine = OrtEngine(model, threads=1), Engine(model, device="cpu", precision="fp32")
+    rng = np.random.default_rng(0)
+    for n, h, w in ((1, 256, 256), (3, 256, 256), (2, 384, 320)):
+        search = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+        template = rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
+        embedding = torch_engine.embed(template, np.ones((n, 128, 128), np.float32))
+        prior = np.zeros((n, h, w), np.uint8)
+        prior[:, h // 3 : h // 2, w // 3 : w // 2] = 255
+        bias = rng.normal(0, 1, (n, 1, h // 16, w // 16)).astype(np.float32)
+        expected = torch_engine.search(search, embedding, prior, bias)
+        got = ort_engine.search(search, embedding, prior, bias)
+        for name in ("mask_prob", "peak", "similarity", "presence"):
+            np.testing.assert_allclose(getattr(got, name), getattr(expected, name), atol=2e-5, err_msg=name)
