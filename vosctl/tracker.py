@@ -508,7 +508,7 @@ class Segmenter:
             for i, obj in enumerate(state.objects)
             if visible[i] and not obj.lost and (not self.has_presence_head or presence[i] >= mem.min_confidence)
         ]
-        chosen = [i for i in chosen if state.prev_masks[i].any()]
+        chosen = [i for i in chosen if state.prev_masks[i].mask.size and state.prev_masks[i].mask.any()]
         if not chosen:
             return
         objects = [state.objects[i] for i in chosen]
