@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from vosctl import __version__
-from vosctl.errors import VosctlError
+from vosctl.errors import InputError, VosctlError
 
 app = typer.Typer(
     name="vosctl",
@@ -50,12 +50,12 @@ def _root(
 @app.command()
 def segment(
     inputs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="Video files or folders of frames. '-' reads one input path per line from stdin.",
             show_default=False,
         ),
-    ],
+    ] = None,
     mask: Annotated[
         Path | None,
         typer.Option("--mask", "-m", help="First-frame mask PNG (binary, DAVIS palette with ids, or RGBA alpha)."),
@@ -154,12 +154,34 @@ def segment(
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print one JSON summary line per input on stdout.")
     ] = False,
+    manifest: Annotated[
+        str | None,
+        typer.Option(
+            "--manifest",
+            help="Batch: one job per row of a CSV or JSONL file ('-' = stdin): input, mask or box, "
+            "output, start_frame, output flags. Validated as a whole; complete jobs are skipped on a re-run.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Batch: N worker processes, each with its share of the cores."),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Batch on a Ray cluster: 'auto' (the cluster 'ray start' made), 'local', or an address. "
+            "Needs pip install 'vosctl[ray]' and paths every node can reach.",
+        ),
+    ] = None,
 ) -> None:
     """Segment every frame of INPUT from a first-frame mask or boxes."""
     from vosctl.jobs.segment import SegmentOptions, run_segment_cli
 
+    if manifest is not None and inputs:
+        _fail(InputError("give input paths or --manifest, not both"))
     options = SegmentOptions(
-        inputs=list(inputs),
+        inputs=list(inputs or []),
         mask=mask,
         mask_pattern=mask_pattern,
         boxes=list(box or []),
@@ -182,6 +204,9 @@ def segment(
         force=force,
         quiet=quiet,
         json_summary=json_summary,
+        manifest=manifest,
+        workers=workers,
+        ray=ray,
     )
     try:
         code = run_segment_cli(options)
@@ -220,6 +245,14 @@ def benchmark(
     prompt: Annotated[
         str, typer.Option("--prompt", help="Start from the first annotation's masks ('mask') or their boxes ('box').")
     ] = "mask",
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="N worker processes, one sequence per task, cores shared out."),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option("--ray", help="Run the sequences as Ray tasks: 'auto', 'local' or a cluster address."),
+    ] = None,
 ) -> None:
     """Run vosctl on DAVIS and compute the official J and F measures (or evaluate another tool's masks)."""
     from vosctl.eval.benchmark import BenchmarkOptions, run_benchmark_cli
@@ -239,6 +272,8 @@ def benchmark(
         threads=threads,
         quiet=quiet,
         prompt=prompt,
+        workers=workers,
+        ray=ray,
     )
     try:
         code = run_benchmark_cli(options)

@@ -51,7 +51,9 @@ FPS_NOTE = (
     "fps_segment = frames / seconds spent inside the segmenter (JPEG decoding and PNG writing "
     "excluded); fps_total = frames / seconds for decode + segment + write. Both count every frame "
     "of every sequence (the prompt frame included) and exclude model loading and scoring; "
-    "global.fps is fps_segment. null when --eval-only."
+    "global.fps is fps_segment. null when --eval-only. With --workers/--ray the seconds are summed "
+    "over the workers (so fps_segment is a per-worker speed) and fps_aggregate = frames / wall seconds "
+    "of the whole parallel run (null for serial runs)."
 )
 
 Warn = Callable[[str], None]
@@ -75,6 +77,8 @@ class BenchmarkOptions:
     threads: int | None = None  # CPU threads (vosctl.threads); None: OMP_NUM_THREADS, else the free cores
     quiet: bool = False
     prompt: str = "mask"  # "mask": the first annotation; "box": each object's box of it (SiamMask's protocol)
+    workers: int | None = None  # N local worker processes, one sequence per task
+    ray: str | None = None  # a Ray address ("auto", "local", HOST:PORT), one sequence per task
 
 
 @dataclass
@@ -141,6 +145,10 @@ class BenchmarkReport:
     model: str | None = None
     device: str | None = None
     timing: SegmentationTiming | None = None  # None in eval-only mode
+    # Parallel runs (--workers / --ray): the wall time of the segmenting phase, for aggregate fps.
+    wall_seconds: float | None = None
+    workers: int | None = None
+    ray: str | None = None
 
     def global_figures(self) -> dict[str, float]:
         """The official global row: means over all objects of all sequences."""
@@ -198,6 +206,11 @@ class BenchmarkReport:
             "seconds_segment": None if timing is None else round(timing.segment_seconds, 3),
             "seconds_total": None if timing is None else round(timing.total_seconds, 3),
             "fps_note": FPS_NOTE,
+            "workers": self.workers,
+            "ray": self.ray,
+            "fps_aggregate": None
+            if timing is None or not self.wall_seconds
+            else _finite(timing.frames / self.wall_seconds),
         }
 
 
@@ -474,6 +487,9 @@ def run_benchmark(
                 progress.advance(task, len(sequence.frame_stems))
         return report
 
+    if options.workers is not None or options.ray is not None:
+        _run_parallel(options, dataset, present, report, progress, task)
+        return report
     segmenter = _load_segmenter(options)
     report.model = str(segmenter.model_name)
     report.device = str(segmenter.device)
@@ -499,6 +515,108 @@ def run_benchmark(
             report.sequences.append(sequence.name)
             report.eval_seconds += time.perf_counter() - start
     return report
+
+
+# --------------------------------------------------------------------------- parallel runs
+
+
+@dataclass
+class SequenceTask:
+    """One sequence for a worker (absolute paths: the worker may run elsewhere)."""
+
+    options: BenchmarkOptions
+    dataset: DavisDataset
+    sequence: DavisSequence
+    results: Path | None  # None: the worker writes into its own temporary folder
+
+
+def segment_and_score_task(task: SequenceTask) -> dict[str, Any]:
+    """Segment and score one sequence on a worker (model kept loaded for the worker's next tasks)."""
+    from vosctl.errors import VosctlError
+    from vosctl.jobs.pool import worker_cached, worker_threads
+
+    options = task.options
+    if options.threads is None and worker_threads() is not None:  # the worker's share of the cores
+        options = dataclasses.replace(options, threads=worker_threads())
+    try:
+        segmenter = worker_cached(
+            ("segmenter", options.model, options.device, options.full_frame, options.threads),
+            lambda: _load_segmenter(options),
+        )
+        timing = SegmentationTiming()
+        scratch = tempfile.TemporaryDirectory(prefix="vosctl-davis-") if task.results is None else None
+        with scratch if scratch is not None else contextlib.nullcontext():
+            results_dir = task.results if task.results is not None else Path(scratch.name)
+            predictions = _segment_sequence(
+                segmenter, task.dataset, task.sequence, results_dir, timing, prompt=options.prompt
+            )
+        start = time.perf_counter()
+        stems = scored_stems(task.sequence)
+        gt = task.dataset.read_annotations(task.sequence, stems)
+        object_ids = task.dataset.object_ids(task.dataset.first_frame_labels(task.sequence))
+        objects = score_sequence(task.dataset, task.sequence, gt, predictions[1:-1], object_ids)
+    except VosctlError as error:
+        return {"error": str(error), "exit_code": error.exit_code}
+    return {
+        "objects": objects,
+        "timing": timing,
+        "frames_scored": len(stems),
+        "eval_seconds": time.perf_counter() - start,
+        "model": str(segmenter.model_name),
+        "device": str(segmenter.device),
+    }
+
+
+def _run_parallel(
+    options: BenchmarkOptions,
+    dataset: DavisDataset,
+    present: list[DavisSequence],
+    report: BenchmarkReport,
+    progress: Any,
+    task_id: Any,
+) -> None:
+    """Run mode with ``--workers`` / ``--ray``: one sequence per task, results in sequence order."""
+    from vosctl.errors import VosctlError
+    from vosctl.jobs.pool import TaskFailed, make_backend
+
+    absolute = dataclasses.replace(dataset, root=dataset.root.absolute())
+    results = None if options.results is None else options.results.absolute()
+    tasks = [
+        SequenceTask(options, absolute, absolute.sequence(s.name, need_images=True) or s, results) for s in present
+    ]
+    outcomes: dict[int, dict[str, Any]] = {}
+    started = time.perf_counter()
+    backend = make_backend(options.workers, options.ray, options.threads)
+    for index, outcome in backend.run(segment_and_score_task, tasks):
+        if isinstance(outcome, TaskFailed):
+            outcome = {"error": f"sequence {present[index].name}: {outcome.message}", "exit_code": outcome.exit_code}
+        outcomes[index] = outcome
+        if progress is not None:
+            progress.update(task_id, description=present[index].name)
+            progress.advance(task_id, len(present[index].frame_stems))
+    wall = time.perf_counter() - started
+    errors = [outcomes[i] for i in sorted(outcomes) if "error" in outcomes[i]]
+    if errors:  # as in a serial run, a sequence that cannot be segmented fails the benchmark
+        error = InputError(errors[0]["error"]) if errors[0]["exit_code"] == 2 else VosctlError(errors[0]["error"])
+        raise error
+    timing = SegmentationTiming()
+    for index in range(len(present)):
+        outcome = outcomes[index]
+        part: SegmentationTiming = outcome["timing"]
+        timing.frames += part.frames
+        timing.segment_seconds += part.segment_seconds
+        timing.decode_seconds += part.decode_seconds
+        timing.write_seconds += part.write_seconds
+        timing.total_seconds += part.total_seconds
+        report.objects.extend(outcome["objects"])
+        report.sequences.append(present[index].name)
+        report.frames_scored += outcome["frames_scored"]
+        report.eval_seconds += outcome["eval_seconds"]
+        report.model, report.device = outcome["model"], outcome["device"]
+    report.timing = timing
+    report.wall_seconds = wall
+    report.workers = options.workers if options.ray is None else None
+    report.ray = options.ray
 
 
 # --------------------------------------------------------------------------- outputs
@@ -581,6 +699,12 @@ def print_table(report: BenchmarkReport, file: Any = None) -> None:
         console.print(
             f"speed: {_fmt(report.fps_segment, 1)} fps segmenting, {_fmt(report.fps_total, 1)} fps with "
             f"decode and write ({report.timing.frames} frames, model {report.model}, device {report.device})"
+        )
+    if report.timing is not None and report.wall_seconds:
+        where = f"Ray ({report.ray})" if report.ray else f"{report.workers} worker(s)"
+        console.print(
+            f"aggregate: {_fmt(report.timing.frames / report.wall_seconds, 1)} fps on {where} "
+            f"({report.wall_seconds:.1f} s wall)"
         )
     console.print(f"scored {report.frames_scored} frames in {report.eval_seconds:.1f} s")
 

@@ -51,6 +51,10 @@ class SegmentOptions:
     force: bool = False
     quiet: bool = False
     json_summary: bool = False
+    # Batches (vosctl.jobs.batch): a manifest of jobs, N local worker processes, a Ray address.
+    manifest: str | None = None
+    workers: int | None = None
+    ray: str | None = None
 
 
 @dataclass
@@ -361,9 +365,21 @@ def _commit(staging: Path, plan: JobPlan, force: bool) -> None:
         os.replace(src, dst)
 
 
+def load_segmenter(options: SegmentOptions) -> Any:
+    """The segmenter a job runs with (batch workers load it once and keep it)."""
+    from vosctl.tracker import Segmenter, SegmenterConfig
+
+    return Segmenter.from_pretrained(
+        options.model,
+        device=options.device,
+        config=SegmenterConfig(full_frame=options.full_frame, engine=options.engine),
+        threads=options.threads,
+    )
+
+
 def run_segment(options: SegmentOptions, stdin: Any = None) -> Iterator[dict[str, Any] | VosctlError]:
     """Process every input; yields a summary dict per success or the error per failed input."""
-    from vosctl.tracker import Segmenter, SegmenterConfig
+    from vosctl.jobs.batch import refuse_collisions
 
     paths = expand_inputs(options.inputs, stdin)
     batch = len(paths) > 1 or "-" in options.inputs
@@ -372,20 +388,21 @@ def run_segment(options: SegmentOptions, stdin: Any = None) -> Iterator[dict[str
     plans: list[JobPlan | VosctlError] = []
     for path in paths:
         try:
-            plan = plan_job(options, path, batch)
-            check_plan(plan, options)
-            plans.append(plan)
+            plans.append(plan_job(options, path, batch))
         except VosctlError as error:
             plans.append(error)
+    # Two inputs writing one folder (a/ok.mp4 and b/ok.mp4, ok.mp4 and ok.mkv): refused before any work.
+    refuse_collisions([(str(p.input_path), p) for p in plans if isinstance(p, JobPlan)])
+    for index, plan in enumerate(plans):
+        if isinstance(plan, JobPlan):
+            try:
+                check_plan(plan, options)
+            except VosctlError as error:
+                plans[index] = error
     if all(isinstance(p, VosctlError) for p in plans):
         yield from plans  # type: ignore[misc]
         return
-    segmenter = Segmenter.from_pretrained(
-        options.model,
-        device=options.device,
-        config=SegmenterConfig(full_frame=options.full_frame, engine=options.engine),
-        threads=options.threads,
-    )
+    segmenter = load_segmenter(options)
     for plan in plans:
         if isinstance(plan, VosctlError):
             yield plan
@@ -398,6 +415,10 @@ def run_segment(options: SegmentOptions, stdin: Any = None) -> Iterator[dict[str
 
 def run_segment_cli(options: SegmentOptions) -> int:
     """CLI driver: one error line per failed input on stderr, JSON lines on stdout; worst exit code."""
+    if options.manifest is not None or options.workers is not None or options.ray is not None:
+        from vosctl.jobs.batch import run_batch_cli
+
+        return run_batch_cli(options)
     code = 0
     for outcome in run_segment(options):
         if isinstance(outcome, VosctlError):
