@@ -259,9 +259,11 @@ class SiamDMN(nn.Module):
         cfg = self.config
         n, _, h, w = mask_features.shape
         ratio = cfg.feature_stride / cfg.mask_stride
-        # Coordinates in fp32 whatever the autocast dtype: bf16 cannot even represent every
-        # integer pixel index above 256 (a cell centre of 157.5 would become 158).
+        # The whole dynamic head in fp32 whatever the autocast dtype: bf16 cannot even represent
+        # every integer pixel index above 256 (a cell centre of 157.5 would become 158), and under
+        # autocast ``baddbmm`` would round the coordinates back to bf16. The head is tiny.
         with torch.autocast(mask_features.device.type, enabled=False):
+            mask_features, params = mask_features.float(), params.float()
             centre_y = (location[:, 0].float() + 0.5) * ratio - 0.5
             centre_x = (location[:, 1].float() + 0.5) * ratio - 0.5
             ys = torch.arange(h, device=mask_features.device, dtype=torch.float32)
@@ -271,19 +273,19 @@ class SiamDMN(nn.Module):
             rel_y = (ys[None, :, None] - centre_y[:, None, None]) / cfg.mask_size
             rel_x = (xs[None, None, :] - centre_x[:, None, None]) / cfg.mask_size
             coords = torch.stack([rel_y.expand(n, h, w), rel_x.expand(n, h, w)], 1)
-        x = torch.cat([mask_features, coords.to(mask_features.dtype)], 1).flatten(2)  # (N, C+2, h*w)
+            x = torch.cat([mask_features, coords], 1).flatten(2)  # (N, C+2, h*w)
 
-        offset = 0
-        shapes = cfg.dynamic_param_shapes()
-        for index, (out_ch, in_ch) in enumerate(shapes):
-            weight = params[:, offset : offset + out_ch * in_ch].reshape(n, out_ch, in_ch)
-            offset += out_ch * in_ch
-            bias = params[:, offset : offset + out_ch].reshape(n, out_ch, 1)
-            offset += out_ch
-            x = torch.baddbmm(bias, weight, x)
-            if index < len(shapes) - 1:
-                x = F.relu(x)
-        return x.reshape(n, 1, h, w)
+            offset = 0
+            shapes = cfg.dynamic_param_shapes()
+            for index, (out_ch, in_ch) in enumerate(shapes):
+                weight = params[:, offset : offset + out_ch * in_ch].reshape(n, out_ch, in_ch)
+                offset += out_ch * in_ch
+                bias = params[:, offset : offset + out_ch].reshape(n, out_ch, 1)
+                offset += out_ch
+                x = torch.baddbmm(bias, weight, x)
+                if index < len(shapes) - 1:
+                    x = F.relu(x)
+            return x.reshape(n, 1, h, w)
 
     def forward(
         self,
