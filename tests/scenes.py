@@ -54,6 +54,42 @@ def exit_and_return(width: int = 320, height: int = 240) -> tuple[list[np.ndarra
     return [f for f, _ in out], [lab for _, lab in out]
 
 
+def appearance_change(frames: int = 48, width: int = 320, height: int = 240):
+    """One textured ellipse that turns, zooms to 3x and back, and changes brightness; always in view."""
+    import cv2
+
+    background = texture(8, height, width, cells=6)
+    base = texture(9, 48, 64, cells=4)
+    shape = np.zeros((48, 64), np.uint8)
+    cv2.ellipse(shape, (32, 24), (31, 23), 0, 0, 360, 1, -1)
+    out_frames, out_labels = [], []
+    for t in range(frames):
+        phase = t / (frames - 1)
+        zoom = 1.0 + 2.0 * np.sin(np.pi * phase)  # 1 -> 3 -> 1
+        angle = 90.0 * phase
+        light = 1.0 + 0.35 * np.sin(2 * np.pi * phase)
+        cx, cy = 160 + 20 * np.sin(2 * np.pi * phase), 120
+        matrix = cv2.getRotationMatrix2D((32, 24), angle, zoom)
+        matrix[:, 2] += (cx - 32, cy - 24)
+        patch = np.clip(base.astype(np.float32) * light, 0, 255).astype(np.uint8)
+        warped = cv2.warpAffine(patch, matrix, (width, height), flags=cv2.INTER_LINEAR)
+        mask = cv2.warpAffine(shape, matrix, (width, height), flags=cv2.INTER_NEAREST).astype(bool)
+        frame = background.copy()
+        frame[mask] = warped[mask]
+        out_frames.append(frame)
+        out_labels.append(mask.astype(np.uint8))
+    return out_frames, out_labels
+
+
+def leave_and_reenter_elsewhere(width: int = 1280, height: int = 720):
+    """A square leaves through the left edge, stays away, and comes back through the right edge."""
+    background = texture(10, height, width, cells=10)
+    square = texture(11, 56, 56, cells=3)
+    xs = list(range(200, -80, -20)) + [-80] * 12 + list(range(width + 10, width - 400, -20))
+    out = [render(background, [(square, x, 330)]) for x in xs]
+    return [f for f, _ in out], [lab for _, lab in out]
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)

@@ -42,3 +42,34 @@ def test_merge_gives_contested_pixels_to_the_previous_owner() -> None:
     assert (labels[:, 3] == 7).all()
     no_prior = merge_objects(probs, own, np.zeros_like(prev), np.array([3, 7], np.uint8), 1.0)
     assert (no_prior[:, 1:3] == 3).all()
+
+
+def test_learned_presence_has_patience_and_hysteresis() -> None:
+    from vosctl.presence import update_presence
+
+    config = PresenceConfig(lost_presence=0.3, found_presence=0.6, lost_patience=2)
+
+    def signals(presence: float, area: float = 500) -> PresenceSignals:
+        return PresenceSignals(score=0.0, similarity=0.0, area=area, last_area=500, presence=presence)
+
+    first = update_presence(False, 0, signals(0.1), config)
+    assert not first.visible and not first.lost and first.low_frames == 1  # one weak frame: held
+    second = update_presence(False, first.low_frames, signals(0.1), config)
+    assert not second.visible and second.lost  # two in a row: lost
+    assert update_presence(False, 1, signals(0.5), config).low_frames == 0  # evidence resets patience
+    assert not update_presence(True, 0, signals(0.5), config).visible  # 0.5 keeps but does not re-find
+    assert update_presence(True, 0, signals(0.7), config).visible
+    assert not update_presence(True, 0, signals(0.9, area=50), config).visible  # implausible size
+
+
+def test_sweep_covers_the_whole_frame() -> None:
+    from vosctl.presence import sweep_centre
+
+    config = PresenceConfig(sweep_after=8)
+    assert sweep_centre(3, config, 3840, 2160, 600) is None  # first frames: near the last position
+    centres = {sweep_centre(f, config, 3840, 2160, 600) for f in range(9, 9 + 200)}
+    covered = np.zeros((2160, 3840), bool)
+    for cx, cy in centres:
+        covered[int(max(0, cy - 300)) : int(cy + 300), int(max(0, cx - 300)) : int(cx + 300)] = True
+    assert covered.all()
+    assert len(centres) <= 9 * 5  # tiles of 600 px with a quarter overlap: a bounded cycle

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scenes import crossing_shapes, exit_and_return, iou, moving_square
+from scenes import (
+    appearance_change,
+    crossing_shapes,
+    exit_and_return,
+    iou,
+    leave_and_reenter_elsewhere,
+    moving_square,
+)
 
 from vosctl.errors import InputError
 
@@ -39,9 +46,10 @@ def test_object_leaving_the_frame_is_lost_then_reacquired(segmenter) -> None:
     results = list(segmenter.track(frames, labels=truth[0]))
     outside = [i for i, t in enumerate(truth) if not t.any()]
     assert outside, "the scene must have frames without the object"
-    # While it is outside, it is reported lost and nothing is drawn (no drift onto background).
-    assert all(results[i].objects[1].lost for i in outside)
+    # While it is outside nothing is drawn (no drift onto background), and it is reported lost
+    # within the presence policy's patience (two weak frames).
     assert all(not results[i].labels.any() for i in outside)
+    assert all(results[i].objects[1].lost for i in outside[2:])
     # Once fully back, it is found again.
     back = [i for i in range(outside[-1] + 1, len(truth)) if truth[i].sum() == (truth[0] == 1).sum()]
     assert back
@@ -86,3 +94,30 @@ def test_full_frame_ablation_searches_the_whole_frame() -> None:
     scores = [iou(result.labels == 1, truth[1] == 1)]
     scores += [iou(segmenter.step(state, f).labels == 1, t == 1) for f, t in zip(frames[2:], truth[2:])]
     assert np.mean(scores) >= 0.8, scores
+
+
+def test_visible_object_changing_appearance_is_never_lost(segmenter) -> None:
+    """Turning 90 degrees, zooming to 3x and back, brighter and darker: still the same object."""
+    frames, truth = appearance_change()
+    results = list(segmenter.track(frames, labels=truth[0]))
+    assert not any(r.objects[1].lost for r in results)
+    scores = [iou(r.labels == 1, t == 1) for r, t in zip(results[1:], truth[1:])]
+    assert np.mean(scores) >= 0.75, scores
+    assert min(scores) >= 0.5, scores
+
+
+def test_object_reentering_far_away_is_found_by_the_sweep(segmenter) -> None:
+    """Gone through the left edge, back through the right edge of a wide frame: found again there."""
+    frames, truth = leave_and_reenter_elsewhere()
+    results = list(segmenter.track(frames, labels=truth[0]))
+    gone = [i for i, t in enumerate(truth) if not t.any()]
+    assert gone
+    # Declared lost within a few frames of leaving, nothing drawn once lost.
+    assert all(results[i].objects[1].lost for i in gone[3:])
+    assert all(not results[i].labels.any() for i in gone[3:])
+    # Fully back on the far side: found within a bounded number of frames, then followed.
+    back = [i for i in range(gone[-1] + 1, len(truth)) if truth[i].sum() == (truth[0] == 1).sum()]
+    assert len(back) >= 12
+    found = [i for i in back if not results[i].objects[1].lost]
+    assert found and found[0] <= back[0] + 8, (back[0], found[:3])
+    assert np.mean([iou(results[i].labels == 1, truth[i] == 1) for i in back[-4:]]) >= 0.7

@@ -251,6 +251,9 @@ def benchmark(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    prompt: Annotated[
+        str, typer.Option("--prompt", help="Start from the first annotation's masks ('mask') or their boxes ('box').")
+    ] = "mask",
     workers: Annotated[
         int | None,
         typer.Option("--workers", min=1, help="N worker processes, one sequence per task, cores shared out."),
@@ -277,6 +280,7 @@ def benchmark(
         full_frame=full_frame,
         threads=threads,
         quiet=quiet,
+        prompt=prompt,
         workers=workers,
         ray=ray,
     )

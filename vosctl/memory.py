@@ -19,10 +19,10 @@ from vosctl.model.network import TemplateEmbedding
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    bank_size: int = 0  # recent confident entries kept per object besides the trusted one (0: first frame only)
-    trusted_weight: float = 1.0  # weight of the trusted entry in the combined embedding (the bank shares the rest)
+    bank_size: int = 2  # recent confident entries kept per object besides the trusted one (0: first frame only)
+    trusted_weight: float = 0.5  # weight of the trusted entry in the combined embedding (the bank shares the rest)
     update_every: int = 5  # frames between bank updates
-    min_confidence: float = 0.5  # presence needed for a frame to enter the bank
+    min_confidence: float = 0.7  # presence needed for a frame to enter the bank (models with a presence head)
 
 
 @dataclass

@@ -55,7 +55,7 @@ from vosctl.io.checks import check_frame, check_labels
 from vosctl.memory import AppearanceMemory, MemoryConfig
 from vosctl.merge import Window, merge_windows
 from vosctl.model.network import SiamDMN, TemplateEmbedding
-from vosctl.presence import PresenceConfig, PresenceSignals, is_visible, lost_search_growth
+from vosctl.presence import PresenceConfig, PresenceSignals, lost_search_growth, sweep_centre, update_presence
 from vosctl.results import FrameResult, ObjectResult
 
 BoxXYWH = tuple[float, float, float, float]
@@ -72,7 +72,7 @@ class SegmenterConfig:
     min_size: float = 8.0  # object box never shrinks below this (pixels)
     max_size_change: float = 1.2  # per-frame limit on the size update (factor)
     overlap_prior_weight: float = 1.0  # contested pixels: weight (1 + this) for the previous owner
-    cap_search_to_frame: bool = False  # search window never wider than the frame (see geometry.search_side)
+    cap_search_to_frame: bool = True  # search window never wider than the frame (see geometry.search_side)
     full_frame: bool = False  # ablation: search the whole frame (at the crop's scale) instead of a crop
     # --full-frame refuses (one-line error) a network input larger than this many pixels: a small
     # object on a 4K frame would otherwise ask for a 15k x 8k canvas and tens of GB.
@@ -96,6 +96,7 @@ class ObjectState:
     lost: bool = False
     area: float = 0.0  # smoothed mask area (pixels), to judge re-acquisitions
     lost_frames: int = 0  # consecutive frames lost
+    low_frames: int = 0  # consecutive frames of weak presence while still tracked
 
 
 @dataclass
@@ -160,6 +161,7 @@ class Segmenter:
         self.search_size = net.search_size
         self.template_size = net.template_size
         self.score_size = net.score_size
+        self.has_presence_head = bool(getattr(net, "presence_head", False))
         self.search_factor = net.search_size / net.template_size
         self._bias_cache: dict[tuple[int, int], np.ndarray] = {}
 
@@ -335,13 +337,18 @@ class Segmenter:
         sizes = [self._canvas_size(state, obj, scale) for obj, scale in zip(objects, scales)]
         in_h, in_w = max(h for h, _ in sizes), max(w for _, w in sizes)
         matrices = []
-        for obj, scale in zip(objects, scales):
+        for obj, scale, (own_h, own_w) in zip(objects, scales, sizes):
             if self.config.full_frame:  # the frame's top-left corner at the canvas origin
                 matrices.append(np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]]))
-            else:  # the object's last position at the canvas centre
-                matrices.append(
-                    np.array([[scale, 0.0, in_w / 2 - scale * obj.cx], [0.0, scale, in_h / 2 - scale * obj.cy]])
-                )
+                continue
+            # The object's last position at the canvas centre; long-lost objects sweep the frame.
+            cx, cy = obj.cx, obj.cy
+            if obj.lost and not box_prompt:
+                window = min(own_h, own_w) / scale
+                tile = sweep_centre(obj.lost_frames, self.config.presence, state.width, state.height, window)
+                if tile is not None:
+                    cx, cy = tile
+            matrices.append(np.array([[scale, 0.0, in_w / 2 - scale * cx], [0.0, scale, in_h / 2 - scale * cy]]))
         if state.prior_buffer is None or state.prior_buffer.shape != (n, in_h, in_w):
             state.prior_buffer = np.empty((n, in_h, in_w), np.uint8)
             state.search_buffer = None if self._on_device else np.empty((n, in_h, in_w, 3), np.uint8)
@@ -435,16 +442,20 @@ class Segmenter:
             np.greater(p, cfg.mask_threshold, out=self._scratch(state, "own", i, p.shape, np.bool_))
             for i, p in enumerate(probs)
         ]
-        visible = []
+        visible: list[bool] = []
+        decisions = []
         for i, obj in enumerate(state.objects):
             signals = PresenceSignals(
                 score=float(result.peak[i]),
                 similarity=float(result.similarity[i]),
                 area=float(np.count_nonzero(own[i])),
                 last_area=obj.area,
-                presence=float(result.presence[i]),
+                presence=float(result.presence[i]) if self.has_presence_head else None,
             )
-            visible.append(is_visible(obj.lost, signals, cfg.presence))
+            decision = update_presence(obj.lost, obj.low_frames, signals, cfg.presence)
+            obj.low_frames = decision.low_frames
+            decisions.append(decision)
+            visible.append(decision.visible)
 
         ids = np.asarray([o.object_id for o in state.objects], np.uint8)
         labels = np.zeros((state.height, state.width), np.uint8)  # the only frame-sized write
@@ -461,12 +472,15 @@ class Segmenter:
 
         results: dict[int, ObjectResult] = {}
         for i, obj in enumerate(state.objects):
-            score = float(result.peak[i])
+            # The reported confidence: the learned presence where the network has it, else the centre score.
+            score = float(result.presence[i] if self.has_presence_head else result.peak[i])
             obj.score = score
             box, area = None, 0
             if not visible[i]:
-                obj.lost, obj.lost_frames = True, obj.lost_frames + 1
-                state.prev_masks[i] = LocalMask.empty()
+                if decisions[i].lost:
+                    obj.lost, obj.lost_frames = True, obj.lost_frames + 1
+                    state.prev_masks[i] = LocalMask.empty()
+                # else held (weak evidence, patience left): nothing drawn, place and prior kept
             else:
                 x0, y0, x1, y1 = windows[i]
                 final = labels[y0:y1, x0:x1] == obj.object_id
@@ -481,8 +495,29 @@ class Segmenter:
                     state.prev_masks[i] = LocalMask.from_window(x0, y0, final)
                     self._update_geometry(obj, box, area)
             results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, round(score, 4), obj.lost)
+        self._remember(state, rgb, labels, result.presence, visible)
         state.last_result = FrameResult(state.frame_index, labels, results)
         return state.last_result
+
+    def _remember(
+        self, state: TrackState, rgb: np.ndarray, labels: np.ndarray, presence: np.ndarray, visible: list[bool]
+    ) -> None:
+        """Every few frames, confident objects add this frame's appearance to their memory bank."""
+        mem = self.config.memory
+        if mem.bank_size <= 0 or state.frame_index % max(1, mem.update_every):
+            return
+        chosen = [
+            i
+            for i, obj in enumerate(state.objects)
+            if visible[i] and not obj.lost and (not self.has_presence_head or presence[i] >= mem.min_confidence)
+        ]
+        chosen = [i for i in chosen if state.prev_masks[i].mask.size and state.prev_masks[i].mask.any()]
+        if not chosen:
+            return
+        objects = [state.objects[i] for i in chosen]
+        embedding = self._embed(rgb, labels, objects)
+        for row, i in enumerate(chosen):
+            state.memory.add_recent(i, embedding.select([row]))
 
     def _update_geometry(self, obj: ObjectState, box: tuple[float, float, float, float], area: int) -> None:
         """New position from the mask; size smoothed and rate-limited so one bad mask cannot blow the window up."""

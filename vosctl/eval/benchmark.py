@@ -76,6 +76,7 @@ class BenchmarkOptions:
     full_frame: bool = False
     threads: int | None = None  # CPU threads (vosctl.threads); None: OMP_NUM_THREADS, else the free cores
     quiet: bool = False
+    prompt: str = "mask"  # "mask": the first annotation; "box": each object's box of it (SiamMask's protocol)
     workers: int | None = None  # N local worker processes, one sequence per task
     ray: str | None = None  # a Ray address ("auto", "local", HOST:PORT), one sequence per task
 
@@ -296,6 +297,15 @@ class _TimedFrames:
             yield rgb
 
 
+def _renumbered(results: Iterator[Any], ids: list[int]) -> Iterator[Any]:
+    """Box prompts number objects 1..N; give them back the annotation's ids."""
+    lookup = np.zeros(256, np.uint8)
+    lookup[1 : len(ids) + 1] = ids
+    for result in results:
+        result.labels = lookup[result.labels]
+        yield result
+
+
 def _segment_sequence(
     segmenter: Any,
     dataset: DavisDataset,
@@ -303,6 +313,7 @@ def _segment_sequence(
     results_dir: Path,
     timing: SegmentationTiming,
     on_frame: Callable[[], None] | None = None,
+    prompt: str = "mask",
 ) -> np.ndarray:
     """Run the segmenter on one sequence, write ``results_dir/<seq>/*.png``; returns ``T x H x W`` labels."""
     from vosctl.io.atomic import AtomicPath
@@ -316,7 +327,14 @@ def _segment_sequence(
     write_seconds = 0.0
     inside_next = 0.0
     try:
-        if first_labels.any():
+        if first_labels.any() and prompt == "box":
+            # Boxes of the first annotation, objects in id order (the tracker numbers boxes 1..N).
+            from vosctl.geometry import mask_box
+
+            ids = [int(i) for i in np.unique(first_labels) if i not in (0, 255)]
+            boxes = [mask_box(first_labels == i) for i in ids]
+            tracked = _renumbered(segmenter.track(frames, boxes=boxes), ids)
+        elif first_labels.any():
             tracked = iter(segmenter.track(frames, labels=first_labels))
         else:  # nothing to follow: an all-background result, as a tracker would give
             tracked = iter(_EmptyTrack(frames, first_labels.shape))
@@ -410,6 +428,8 @@ def run_benchmark(
     ``progress`` (optional) is a ``rich.progress.Progress``; a task is added to it.
     Raises ``InputError`` for a missing ROOT or split file, missing result frames, bad options.
     """
+    if options.prompt not in ("mask", "box"):
+        raise InputError(f"unknown --prompt '{options.prompt}' (use mask or box)")
     # Accept str paths from Python callers (the CLI passes Paths).
     options = dataclasses.replace(
         options,
@@ -483,7 +503,9 @@ def run_benchmark(
         for sequence in present:
             if progress is not None:
                 progress.update(task, description=sequence.name)
-            predictions = _segment_sequence(segmenter, dataset, sequence, results_dir, timing, on_frame)
+            predictions = _segment_sequence(
+                segmenter, dataset, sequence, results_dir, timing, on_frame, prompt=options.prompt
+            )
             start = time.perf_counter()
             stems = scored_stems(sequence)
             gt = dataset.read_annotations(sequence, stems)
@@ -525,7 +547,9 @@ def segment_and_score_task(task: SequenceTask) -> dict[str, Any]:
         scratch = tempfile.TemporaryDirectory(prefix="vosctl-davis-") if task.results is None else None
         with scratch if scratch is not None else contextlib.nullcontext():
             results_dir = task.results if task.results is not None else Path(scratch.name)
-            predictions = _segment_sequence(segmenter, task.dataset, task.sequence, results_dir, timing)
+            predictions = _segment_sequence(
+                segmenter, task.dataset, task.sequence, results_dir, timing, prompt=options.prompt
+            )
         start = time.perf_counter()
         stems = scored_stems(task.sequence)
         gt = task.dataset.read_annotations(task.sequence, stems)

@@ -26,6 +26,8 @@ _INVERTED_RESIDUAL_SETTINGS: tuple[tuple[int, int, int, int], ...] = (
 # Indices into ``features`` whose outputs the network taps: stride 4 (24 ch), 8 (32 ch), 16 (96 ch).
 STAGE_ENDS: tuple[int, int, int] = (3, 6, 13)
 STAGE_CHANNELS: tuple[int, int, int] = (24, 32, 96)
+# The stride-2 tap (``features[1]``, 16 ch) feeds the fine mask features.
+STRIDE2_INDEX, STRIDE2_CHANNELS = 1, 16
 
 
 class ConvBNReLU(nn.Sequential):
@@ -76,12 +78,17 @@ class MobileNetV2Features(nn.Module):
         self.features = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stride-4, -8 and -16 maps."""
+        return self.forward_taps(x)[1:]
+
+    def forward_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stride-2, -4, -8 and -16 maps."""
         taps: list[torch.Tensor] = []
         for index, block in enumerate(self.features):
             x = block(x)
-            if index in STAGE_ENDS:
+            if index == STRIDE2_INDEX or index in STAGE_ENDS:
                 taps.append(x)
-        return taps[0], taps[1], taps[2]
+        return taps[0], taps[1], taps[2], taps[3]
 
     def load_imagenet(self, path: str) -> list[str]:
         """Load torchvision's ImageNet state dict (the unused deeper layers are ignored).

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vosctl.model.backbone import STAGE_CHANNELS, MobileNetV2Features
+from vosctl.model.backbone import STAGE_CHANNELS, STRIDE2_CHANNELS, MobileNetV2Features
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,14 +46,14 @@ class NetworkConfig:
     dynamic_layers: int = 3
     background_weight: float = 0.2  # template weight outside the first-frame mask
     use_prior: bool = True
+    # 4: mask features at stride 4 of the search crop (the first model); 2: refined at stride 2
+    # with the backbone's ``features[1]`` (finer boundaries for large, downscaled objects).
+    mask_stride: int = 4
+    presence_head: bool = False  # a learned "is the object in this crop" output (extras["presence"])
 
     @property
     def feature_stride(self) -> int:
         return 16
-
-    @property
-    def mask_stride(self) -> int:
-        return 4
 
     @property
     def score_size(self) -> int:
@@ -128,6 +128,16 @@ class SiamDMN(nn.Module):
         self.mask_tower = nn.Sequential(
             conv_bn_relu(fpn + prior_ch, fpn), conv_bn_relu(fpn, fpn), nn.Conv2d(fpn, config.mask_channels, 1)
         )
+        if config.mask_stride not in (2, 4):
+            raise ValueError(f"mask_stride must be 2 or 4, not {config.mask_stride}")
+        if config.mask_stride == 2:
+            # Stride-2 refinement: a residual on the upsampled stride-4 features, from features[1].
+            mc = config.mask_channels
+            self.fine = nn.Sequential(conv_bn_relu(STRIDE2_CHANNELS + mc, 16), nn.Conv2d(16, mc, 1))
+        if config.presence_head:
+            # Presence from the head's features at the chosen cell and at its strongest cell
+            # anywhere, plus the score and appearance similarity there (SAM 2's object score).
+            self.presence = nn.Sequential(nn.Linear(2 * emb + 2, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
         self._init_heads()
@@ -139,6 +149,10 @@ class SiamDMN(nn.Module):
         nn.init.normal_(self.score_out.weight, std=0.01)
         nn.init.normal_(self.controller.weight, std=0.01)
         nn.init.zeros_(self.controller.bias)
+        if self.config.mask_stride == 2:
+            # Zero residual: a model fine-tuned from a stride-4 one starts with its exact features, upsampled.
+            nn.init.zeros_(self.fine[-1].weight)
+            nn.init.zeros_(self.fine[-1].bias)
 
     # ------------------------------------------------------------------ helpers
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
@@ -178,13 +192,13 @@ class SiamDMN(nn.Module):
 
         search: (N, 3, H, W) RGB 0..255 (H, W multiples of 16; the crop is S x S).
         prior: (N, 1, H, W) previous mask in [0, 1] or None.
-        location: (N, 2) cells to take the dynamic kernels from (training: the ground truth);
-        when None the best-scoring cell is used, after adding ``score_bias`` (N, 1, s, s) to the
+        location: (N, 2) cells to take the dynamic kernels from (training: the ground truth; -1
+        rows: the best cell); when None the best-scoring cell is used, after adding ``score_bias`` (N, 1, s, s) to the
         logits (the tracker's cosine window / motion penalty).
         """
         cfg = self.config
         n = search.shape[0]
-        f4, f8, f16 = self.backbone(self.normalise(search))
+        f2, f4, f8, f16 = self.backbone.forward_taps(self.normalise(search))
         s16 = self.neck(f16)
         response = self._depthwise_xcorr(s16, template.kernel)
         proto_sim = s16 * template.prototype[:, :, None, None]  # channel-wise agreement with the object
@@ -207,19 +221,33 @@ class SiamDMN(nn.Module):
         if cfg.use_prior:
             p4 = torch.cat([p4, prior4], 1)
         mask_features = self.mask_tower(p4)
+        if cfg.mask_stride == 2:
+            up = F.interpolate(mask_features, size=f2.shape[-2:], mode="bilinear", align_corners=False)
+            mask_features = up + self.fine(torch.cat([f2, up.to(f2.dtype)], 1))
 
-        if location is None:
-            ranked = score if score_bias is None else score + score_bias
+        if location is None or bool((location < 0).any()):
+            # The best-scoring cell (after the tracker's motion penalty); in training, rows of -1
+            # ask for it too (absent targets: the network's own most object-like cell).
+            ranked = (score if score_bias is None else score + score_bias).detach()
             flat = ranked.flatten(1).argmax(1)
-            location = torch.stack([flat // ranked.shape[-1], flat % ranked.shape[-1]], 1)
-        kernel_params = params[torch.arange(n, device=params.device), :, location[:, 0], location[:, 1]]
+            best = torch.stack([flat // ranked.shape[-1], flat % ranked.shape[-1]], 1)
+            location = best if location is None else torch.where(location < 0, best, location)
+        batch = torch.arange(n, device=params.device)
+        kernel_params = params[batch, :, location[:, 0], location[:, 1]]
         mask_small = self.dynamic_mask(mask_features, kernel_params, location)
         mask_logits = F.interpolate(mask_small, size=search.shape[-2:], mode="bilinear", align_corners=False)
         # Appearance check: does what the mask covers look like the template's object?
         weight = F.adaptive_avg_pool2d(torch.sigmoid(mask_small.float()), s16.shape[-2:]).to(s16.dtype)
         pooled = (s16 * weight).sum((2, 3)) / weight.sum((2, 3)).clamp_min(1e-3)
         similarity = F.cosine_similarity(pooled.float(), template.prototype.float(), dim=1)
-        return SearchOutput(score=score, mask_logits=mask_logits, location=location, extras={"similarity": similarity})
+        extras = {"similarity": similarity}
+        if cfg.presence_head:
+            at_cell = hidden[batch, :, location[:, 0], location[:, 1]].float()
+            strongest = hidden.float().amax((2, 3))
+            cell_score = score[batch, 0, location[:, 0], location[:, 1]].float()
+            features = torch.cat([at_cell, strongest, cell_score[:, None], similarity[:, None]], 1)
+            extras["presence"] = self.presence(features.to(hidden.dtype))[:, 0]
+        return SearchOutput(score=score, mask_logits=mask_logits, location=location, extras=extras)
 
     def dynamic_mask(self, mask_features: torch.Tensor, params: torch.Tensor, location: torch.Tensor) -> torch.Tensor:
         """Apply each object's predicted 1x1-conv stack to the shared mask features.
@@ -231,28 +259,33 @@ class SiamDMN(nn.Module):
         cfg = self.config
         n, _, h, w = mask_features.shape
         ratio = cfg.feature_stride / cfg.mask_stride
-        centre_y = (location[:, 0].to(mask_features.dtype) + 0.5) * ratio - 0.5
-        centre_x = (location[:, 1].to(mask_features.dtype) + 0.5) * ratio - 0.5
-        ys = torch.arange(h, device=mask_features.device, dtype=mask_features.dtype)
-        xs = torch.arange(w, device=mask_features.device, dtype=mask_features.dtype)
-        # Normalised by the crop's grid size (a constant), so larger inputs (the full-frame
-        # ablation) keep the coordinate scale the kernels were trained with.
-        rel_y = (ys[None, :, None] - centre_y[:, None, None]) / cfg.mask_size
-        rel_x = (xs[None, None, :] - centre_x[:, None, None]) / cfg.mask_size
-        coords = torch.stack([rel_y.expand(n, h, w), rel_x.expand(n, h, w)], 1)
-        x = torch.cat([mask_features, coords], 1).flatten(2)  # (N, C+2, h*w)
+        # The whole dynamic head in fp32 whatever the autocast dtype: bf16 cannot even represent
+        # every integer pixel index above 256 (a cell centre of 157.5 would become 158), and under
+        # autocast ``baddbmm`` would round the coordinates back to bf16. The head is tiny.
+        with torch.autocast(mask_features.device.type, enabled=False):
+            mask_features, params = mask_features.float(), params.float()
+            centre_y = (location[:, 0].float() + 0.5) * ratio - 0.5
+            centre_x = (location[:, 1].float() + 0.5) * ratio - 0.5
+            ys = torch.arange(h, device=mask_features.device, dtype=torch.float32)
+            xs = torch.arange(w, device=mask_features.device, dtype=torch.float32)
+            # Normalised by the crop's grid size (a constant), so larger inputs (the full-frame
+            # ablation) keep the coordinate scale the kernels were trained with, at either stride.
+            rel_y = (ys[None, :, None] - centre_y[:, None, None]) / cfg.mask_size
+            rel_x = (xs[None, None, :] - centre_x[:, None, None]) / cfg.mask_size
+            coords = torch.stack([rel_y.expand(n, h, w), rel_x.expand(n, h, w)], 1)
+            x = torch.cat([mask_features, coords], 1).flatten(2)  # (N, C+2, h*w)
 
-        offset = 0
-        shapes = cfg.dynamic_param_shapes()
-        for index, (out_ch, in_ch) in enumerate(shapes):
-            weight = params[:, offset : offset + out_ch * in_ch].reshape(n, out_ch, in_ch)
-            offset += out_ch * in_ch
-            bias = params[:, offset : offset + out_ch].reshape(n, out_ch, 1)
-            offset += out_ch
-            x = torch.baddbmm(bias, weight, x)
-            if index < len(shapes) - 1:
-                x = F.relu(x)
-        return x.reshape(n, 1, h, w)
+            offset = 0
+            shapes = cfg.dynamic_param_shapes()
+            for index, (out_ch, in_ch) in enumerate(shapes):
+                weight = params[:, offset : offset + out_ch * in_ch].reshape(n, out_ch, in_ch)
+                offset += out_ch * in_ch
+                bias = params[:, offset : offset + out_ch].reshape(n, out_ch, 1)
+                offset += out_ch
+                x = torch.baddbmm(bias, weight, x)
+                if index < len(shapes) - 1:
+                    x = F.relu(x)
+            return x.reshape(n, 1, h, w)
 
     def forward(
         self,

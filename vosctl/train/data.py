@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vosctl.geometry import crop_image, crop_matrix, mask_box, template_side
+from vosctl.geometry import crop_image, crop_matrix, mask_box, search_side, template_side
 
 cv2.setNumThreads(1)
 
@@ -39,6 +39,17 @@ class PairConfig:
     negative_prob: float = 0.1
     empty_prior_prob: float = 0.1
     perturb_prior_prob: float = 0.6
+    # Search window never wider than the frame (the tracker's ``cap_search_to_frame``).
+    cap_to_frame: bool = False
+    # Look-alikes: a flipped, rescaled, recoloured copy of the target pasted beside it and left
+    # out of the mask; and negatives that show only such a copy of the template's object.
+    lookalike_prob: float = 0.0
+    hard_negative_prob: float = 0.0  # fraction of the negatives
+    # Appearance memory: a second, recent template averaged with the first (the tracker's bank).
+    second_template_prob: float = 0.0
+    recent_gap: int = 10
+    compress_prob: float = 0.0  # JPEG re-encoding of the search crop (video-codec artefacts)
+    static_prior_motion: float = 0.0  # DUTS: std of the prior's shift (fraction of the object size)
 
 
 @dataclass
@@ -49,6 +60,10 @@ class Sample:
     search_mask: np.ndarray  # (S, S) float32 0..1
     prior: np.ndarray  # (S, S) float32 0..1
     present: bool
+    # A second (recent) template, averaged with the first with weight ``mix`` (1: first only).
+    template2: np.ndarray | None = None
+    template2_mask: np.ndarray | None = None
+    mix: float = 1.0
 
 
 # --------------------------------------------------------------------------- sources
@@ -171,6 +186,25 @@ def _perturb_prior(rng: np.random.Generator, prior: np.ndarray, cfg: PairConfig)
     return (prior > 0.5).astype(np.float32)
 
 
+def _jpeg(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 85))])
+    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if ok else image
+
+
+def _lookalike(
+    rng: np.random.Generator, patch: np.ndarray, pmask: np.ndarray, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A same-looking copy of an object: flipped, rescaled, mildly recoloured."""
+    if rng.random() < 0.5:
+        patch, pmask = patch[:, ::-1], pmask[:, ::-1]
+    scale *= math.exp(rng.uniform(-0.25, 0.25))
+    size = (max(2, round(patch.shape[1] * scale)), max(2, round(patch.shape[0] * scale)))
+    patch = cv2.resize(np.ascontiguousarray(patch), size)
+    pmask = cv2.resize(np.ascontiguousarray(pmask), size, interpolation=cv2.INTER_NEAREST)
+    recoloured = patch.astype(np.float32) * rng.uniform(0.8, 1.2, size=(1, 1, 3)) + rng.uniform(-15, 15)
+    return np.clip(recoloured, 0, 255).astype(np.uint8), pmask
+
+
 def _paste(
     canvas: np.ndarray, canvas_mask: np.ndarray | None, patch: np.ndarray, patch_mask: np.ndarray, x: int, y: int
 ) -> np.ndarray:
@@ -220,23 +254,23 @@ class PairSampler:
         s_mask: np.ndarray,
         prior_mask: np.ndarray | None,
         negative_img: np.ndarray | None = None,
+        second_template: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Sample | None:
         cfg = self.cfg
-        t_box = mask_box(t_mask)
-        if t_box is None:
+        first = self._template_crop(rng, t_img, t_mask)
+        if first is None:
             return None
-        x, y, w, h = t_box
-        side_t = template_side(w, h, cfg.context) * math.exp(rng.uniform(-0.05, 0.05))
-        cx, cy = x + w / 2 + rng.normal(0, 0.03 * side_t), y + h / 2 + rng.normal(0, 0.03 * side_t)
-        tm = crop_matrix(cx, cy, side_t, cfg.template_size)
-        template = crop_image(t_img, tm, cfg.template_size)
-        template_mask = crop_image(t_mask.astype(np.float32), tm, cfg.template_size)
+        template, template_mask, t_box, side_t = first
+        second = None
+        if second_template is not None and rng.random() < cfg.second_template_prob:
+            second = self._template_crop(rng, *second_template)
 
         s_box = mask_box(s_mask)
         present = s_box is not None and negative_img is None
         ref = s_box if s_box is not None else t_box
         sx, sy, sw, sh = ref
-        side_s = template_side(sw, sh, cfg.context) * cfg.search_factor
+        frame_h, frame_w = s_img.shape[:2]
+        side_s = search_side(sw, sh, cfg.context, cfg.search_factor, frame_w, frame_h, cfg.cap_to_frame)
         side_s *= math.exp(rng.uniform(-cfg.scale_jitter, cfg.scale_jitter))
         shift = np.clip(rng.normal(0, cfg.shift_jitter, 2), -0.3, 0.3) * side_s
         scx, scy = sx + sw / 2 + shift[0], sy + sh / 2 + shift[1]
@@ -250,16 +284,33 @@ class PairSampler:
         search = crop_image(s_img, sm, cfg.search_size)
         if present:
             search_mask = crop_image(s_mask.astype(np.float32), sm, cfg.search_size)
-            if search_mask.sum() < 4:  # shifted out of the window entirely
+            if rng.random() < cfg.lookalike_prob:
+                self._add_lookalike_beside(rng, search, search_mask)
+            if search_mask.sum() < 4:  # shifted out of the window entirely (or covered)
                 present = False
+        elif negative_img is not None and rng.random() < cfg.hard_negative_prob:
+            # Only a look-alike of the template's object is in view: the answer is still "absent".
+            tmask = template_mask > 0.5
+            box = mask_box(tmask)
+            if box is not None:
+                x, y, w, h = (int(v) for v in box)
+                scale = (cfg.search_size / side_s) / (cfg.template_size / side_t)
+                patch, pmask = _lookalike(
+                    rng, template[y : y + h, x : x + w], tmask[y : y + h, x : x + w].astype(np.uint8), scale
+                )
+                px = int(rng.uniform(-0.2, 0.8) * cfg.search_size)
+                py = int(rng.uniform(-0.2, 0.8) * cfg.search_size)
+                _paste(search, None, patch, pmask, px, py)
         if not present:
             search_mask = np.zeros((cfg.search_size, cfg.search_size), np.float32)
+        if rng.random() < cfg.compress_prob:
+            search = _jpeg(rng, search)
 
         if not present or prior_mask is None or rng.random() < cfg.empty_prior_prob:
             prior = np.zeros_like(search_mask)
         else:
             prior = _perturb_prior(rng, crop_image(prior_mask.astype(np.float32), sm, cfg.search_size), cfg)
-        return Sample(
+        sample = Sample(
             template=_photometric(rng, template) if rng.random() < 0.3 else template,
             template_mask=template_mask,
             search=_photometric(rng, search),
@@ -267,6 +318,47 @@ class PairSampler:
             prior=prior,
             present=present,
         )
+        if second is not None:
+            sample.template2, sample.template2_mask = second[0], second[1]
+            sample.mix = 0.5
+        return sample
+
+    def _template_crop(
+        self, rng: np.random.Generator, image: np.ndarray, mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float], float] | None:
+        """Template crop + mask around the object (small SiamMask-style jitter), its box and window side."""
+        cfg = self.cfg
+        box = mask_box(mask)
+        if box is None:
+            return None
+        x, y, w, h = box
+        side = template_side(w, h, cfg.context) * math.exp(rng.uniform(-0.05, 0.05))
+        cx, cy = x + w / 2 + rng.normal(0, 0.03 * side), y + h / 2 + rng.normal(0, 0.03 * side)
+        matrix = crop_matrix(cx, cy, side, cfg.template_size)
+        crop = crop_image(image, matrix, cfg.template_size)
+        crop_mask = crop_image(mask.astype(np.float32), matrix, cfg.template_size)
+        return crop, crop_mask, box, side
+
+    @staticmethod
+    def _add_lookalike_beside(rng: np.random.Generator, search: np.ndarray, search_mask: np.ndarray) -> None:
+        """Paste a look-alike copy of the target next to it (in place), excluded from the mask."""
+        inside = search_mask > 0.5
+        box = mask_box(inside)
+        if box is None:
+            return
+        x, y, w, h = (int(v) for v in box)
+        patch, pmask = _lookalike(rng, search[y : y + h, x : x + w], inside[y : y + h, x : x + w].astype(np.uint8), 1.0)
+        angle = rng.uniform(0, 2 * math.pi)
+        distance = rng.uniform(0.6, 1.2) * max(w, h)
+        cx = x + w / 2 + math.cos(angle) * distance
+        cy = y + h / 2 + math.sin(angle) * distance
+        px, py = int(cx - patch.shape[1] / 2), int(cy - patch.shape[0] / 2)
+        if rng.random() < 0.5:  # the copy passes behind the target
+            behind = search.copy()
+            _paste(behind, None, patch, pmask, px, py)
+            search[~inside] = behind[~inside]
+        else:  # or in front of it, hiding part of it
+            _paste(search, search_mask, patch, pmask, px, py)
 
     # -- sources -----------------------------------------------------------
     def _video_sample(self, rng: np.random.Generator) -> Sample | None:
@@ -282,6 +374,7 @@ class PairSampler:
         step = 1 if s > t else -1
         prev = s - step * int(rng.integers(1, 4))
         prev = int(np.clip(prev, 0, n - 1))
+        recent = int(np.clip(s - step * int(rng.integers(1, self.cfg.recent_gap + 1)), 0, n - 1))
         negative = None
         if rng.random() < self.cfg.negative_prob:
             other = (
@@ -290,7 +383,9 @@ class PairSampler:
                 else seq
             )
             negative = self.davis.frames[other][int(rng.integers(len(self.davis.frames[other])))]
-        return self._make_sample(rng, frames[t], masks[t], frames[s], masks[s], masks[prev], negative)
+        return self._make_sample(
+            rng, frames[t], masks[t], frames[s], masks[s], masks[prev], negative, (frames[recent], masks[recent])
+        )
 
     def _warp(
         self, rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, strength: float
@@ -332,6 +427,16 @@ class PairSampler:
         s_img = s_img.copy()
         s_mask = s_mask.copy()
         prior_mask = s_mask.copy()  # prior = the object before distractors/occluders moved in
+        prior_box = mask_box(prior_mask)
+        if self.cfg.static_prior_motion > 0 and prior_box is not None:
+            # The previous frame's mask is never where the object is now: move it as motion would.
+            size = max(prior_box[2], prior_box[3])
+            shift = rng.normal(0, self.cfg.static_prior_motion * size, 2)
+            scale = math.exp(rng.normal(0, 0.06))
+            centre = (prior_box[0] + prior_box[2] / 2, prior_box[1] + prior_box[3] / 2)
+            matrix = cv2.getRotationMatrix2D(centre, rng.normal(0, 3), scale)
+            matrix[:, 2] += shift
+            prior_mask = cv2.warpAffine(prior_mask, matrix, prior_mask.shape[::-1], flags=cv2.INTER_NEAREST)
         box = mask_box(s_mask)
         if box is not None and rng.random() < 0.5:  # distractor object near the target
             patch = self._object_patch(rng, max(box[2], box[3]) * rng.uniform(0.5, 1.2))
@@ -348,7 +453,8 @@ class PairSampler:
         negative = None
         if rng.random() < self.cfg.negative_prob:
             negative = self.static.images[int(rng.integers(len(self.static.images)))]
-        return self._make_sample(rng, t_img, t_mask, s_img, s_mask, prior_mask, negative)
+        second = self._warp(rng, image, mask, 0.7) if rng.random() < self.cfg.second_template_prob else None
+        return self._make_sample(rng, t_img, t_mask, s_img, s_mask, prior_mask, negative, second)
 
     def _synthetic_sample(self, rng: np.random.Generator) -> Sample | None:
         """Textured shape(s) moving over a textured background; sometimes a crossing look-alike."""
@@ -394,9 +500,9 @@ class PairSampler:
         on_top = bool(rng.random() < 0.3)
         t_img, t_mask = render(p0, d0, False)
         s_img, s_mask = render(p1, d1, on_top)
-        _, prev_mask = render(p_prev, d1, on_top)
+        prev_img, prev_mask = render(p_prev, d1, on_top)
         negative = _random_texture(rng, h, w) if rng.random() < self.cfg.negative_prob else None
-        return self._make_sample(rng, t_img, t_mask, s_img, s_mask, prev_mask, negative)
+        return self._make_sample(rng, t_img, t_mask, s_img, s_mask, prev_mask, negative, (prev_img, prev_mask))
 
     def sample(self, rng: np.random.Generator) -> Sample:
         makers = (self._video_sample, self._static_sample, self._synthetic_sample)
@@ -408,7 +514,15 @@ class PairSampler:
 
     def batch(self, rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
         samples = [self.sample(rng) for _ in range(size)]
+        # Samples without a second template repeat the first (weight 0 in the mixture).
+        second = [
+            (s.template2, s.template2_mask) if s.template2 is not None else (s.template, s.template_mask)
+            for s in samples
+        ]
         return {
+            "template2": np.stack([t for t, _ in second]),
+            "template2_mask": np.stack([m for _, m in second]),
+            "mix": np.array([s.mix for s in samples], np.float32),
             "template": np.stack([s.template for s in samples]),
             "template_mask": np.stack([s.template_mask for s in samples]),
             "search": np.stack([s.search for s in samples]),

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vosctl.errors import InputError
 from vosctl.geometry import mask_box
 from vosctl.model.checkpoint import save_checkpoint
-from vosctl.model.network import NetworkConfig, SiamDMN
+from vosctl.model.network import NetworkConfig, SiamDMN, TemplateEmbedding
 from vosctl.train.data import DavisFrames, PairConfig, PairSampler, StaticImages, default_sequences
 from vosctl.train.losses import centre_heatmap, focal_heatmap_loss, mask_loss
 
@@ -37,6 +38,9 @@ class TrainConfig:
     static_root: str | None = None  # DUTS layout
     static_limit: int | None = None
     imagenet_weights: str | None = None
+    # Fine-tuning: start from this checkpoint (name or path); layers it lacks keep their init.
+    init_checkpoint: str | None = None
+    freeze_neck_bn: bool = False  # keep the neck's BN statistics (shared by template and search) fixed
     source_weights: tuple[float, float, float] = (0.5, 0.3, 0.2)  # video, static, synthetic
     batch_size: int = 16
     steps: int = 8000
@@ -49,7 +53,9 @@ class TrainConfig:
     bf16: bool = True
     checkpoint_minutes: float = 4.0
     heldout_max_frames: int = 60
-    loss_weights: dict[str, float] = field(default_factory=lambda: {"score": 1.0, "bce": 2.0, "dice": 1.0})
+    loss_weights: dict[str, float] = field(
+        default_factory=lambda: {"score": 1.0, "bce": 2.0, "dice": 1.0, "presence": 0.5}
+    )
     network: dict[str, Any] = field(default_factory=dict)
     pairs: dict[str, Any] = field(default_factory=dict)
 
@@ -69,9 +75,9 @@ class TrainConfig:
         config = cls(**raw)
         base = path.parent
         # Relative data paths are relative to the config file, so configs travel with the repo.
-        for key in ("davis_root", "static_root", "imagenet_weights"):
+        for key in ("davis_root", "static_root", "imagenet_weights", "init_checkpoint"):
             value = getattr(config, key)
-            if value and not Path(value).is_absolute():
+            if value and not Path(value).is_absolute() and (key != "init_checkpoint" or "/" in value):
                 setattr(config, key, str((base / value).resolve()))
         if not Path(config.run_dir).is_absolute():
             config.run_dir = str((base / config.run_dir).resolve())
@@ -84,9 +90,14 @@ def _select_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _freeze_backbone_bn(model: SiamDMN) -> None:
-    """ImageNet BN statistics stay fixed: batches of 16 crops are too small to re-estimate them."""
-    for module in model.backbone.modules():
+def _freeze_backbone_bn(model: SiamDMN, neck: bool = False) -> None:
+    """ImageNet BN statistics stay fixed: batches of 16 crops are too small to re-estimate them.
+
+    With ``neck``, the neck's BN too: it sees template and search batches, whose statistics differ,
+    so training would keep a mixture that matches neither.
+    """
+    modules = list(model.backbone.modules()) + (list(model.neck.modules()) if neck else [])
+    for module in modules:
         if isinstance(module, torch.nn.BatchNorm2d):
             module.eval()
 
@@ -110,6 +121,9 @@ def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str,
         "search_mask": torch.from_numpy(batch["search_mask"]).to(device).unsqueeze(1),
         "prior": torch.from_numpy(batch["prior"]).to(device).unsqueeze(1),
         "present": torch.from_numpy(batch["present"]).to(device),
+        "template2": image(batch["template2"]),
+        "template2_mask": torch.from_numpy(batch["template2_mask"]).to(device).unsqueeze(1),
+        "mix": torch.from_numpy(batch["mix"]).to(device),
     }
 
 
@@ -141,15 +155,30 @@ def compute_losses(
     )
     location = (cells[:, [1, 0]] + jitter).clamp(0, grid - 1)  # (row, col)
 
-    # Absent targets: kernels from a random cell must still return an empty mask.
-    random_cells = torch.from_numpy(rng.integers(0, grid, size=(len(cells), 2))).to(device)
-    location = torch.where(present[:, None], location, random_cells)
+    # Absent targets: the kernels of the cell the network itself would pick (-1: its argmax, the
+    # most object-like distractor) must still return an empty mask.
+    location = torch.where(present[:, None], location, torch.full_like(location, -1))
     template = model.embed_template(tensors["template"], tensors["template_mask"])
+    mixed = torch.nonzero(tensors["mix"] < 1).flatten()
+    if mixed.numel():
+        # The tracker's appearance memory: a weighted mean of the first and a recent template.
+        recent = model.embed_template(tensors["template2"][mixed], tensors["template2_mask"][mixed])
+        a = tensors["mix"][mixed].to(template.kernel.dtype)
+        kernel, prototype = template.kernel.clone(), template.prototype.clone()
+        kernel[mixed] = a[:, None, None, None] * kernel[mixed] + (1 - a[:, None, None, None]) * recent.kernel
+        prototype[mixed] = a[:, None] * prototype[mixed] + (1 - a[:, None]) * recent.prototype
+        template = TemplateEmbedding(kernel, prototype)
     out = model.forward_search(tensors["search"], template, tensors["prior"], location=location)
-    heat = centre_heatmap(centres, present, grid, cfg.feature_stride)
+    # The target sits on its kernel cell's centre: that is the cell whose kernels make the mask,
+    # and it gives every present sample one cell at 1.0 (a positive for the focal loss).
+    heat = centre_heatmap((cells.float() + 0.5) * cfg.feature_stride, present, grid, cfg.feature_stride)
     score_loss = focal_heatmap_loss(out.score, heat)
     bce, dice = mask_loss(out.mask_logits, tensors["search_mask"], present)
     total = weights["score"] * score_loss + weights["bce"] * bce + weights["dice"] * dice
+    presence_loss = torch.zeros((), device=device)
+    if "presence" in out.extras:
+        presence_loss = F.binary_cross_entropy_with_logits(out.extras["presence"].float(), present.float())
+        total = total + weights.get("presence", 0.5) * presence_loss
     with torch.no_grad():
         pred = out.mask_logits.float() > 0
         gt = tensors["search_mask"] > 0.5
@@ -161,6 +190,7 @@ def compute_losses(
         "score": float(score_loss.detach()),
         "bce": float(bce.detach()),
         "dice": float(dice.detach()),
+        "presence": float(presence_loss.detach()),
         "iou": float(iou[present].mean()) if bool(present.any()) else float("nan"),
     }
 
@@ -216,6 +246,12 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
         log({"event": "resumed", "step": step})
+    elif cfg.init_checkpoint:
+        from vosctl.model.checkpoint import load_checkpoint
+
+        source, _ = load_checkpoint(cfg.init_checkpoint)
+        result = model.load_state_dict({k: v.float() for k, v in source.state_dict().items()}, strict=False)
+        log({"event": "fine_tune_init", "from": cfg.init_checkpoint, "new_keys": list(result.missing_keys)})
     elif cfg.imagenet_weights:
         missing = model.backbone.load_imagenet(cfg.imagenet_weights)
         log({"event": "imagenet_init", "missing_keys": len(missing)})
@@ -265,7 +301,7 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
     while step < end:
         model.train()
-        _freeze_backbone_bn(model)
+        _freeze_backbone_bn(model, neck=cfg.freeze_neck_bn)
         batch, rng = pending.result()
         pending = pool.submit(make_batch, step + 1)
         factor = _lr_factor(step, cfg)
