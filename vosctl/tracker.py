@@ -111,6 +111,9 @@ class TrackState:
     # and the overlap tie-break. Build one with LocalMask.from_frame(labels == object_id).
     prev_masks: list[LocalMask]
     frame_index: int = 0
+    # Frames stepped since the state began: schedules (memory updates) count these, not frame
+    # numbers, so a backward pass behaves exactly like a forward pass over the reversed clip.
+    steps: int = 0
     last_result: FrameResult | None = None  # the latest frame's result (a prompt on that frame corrects it)
     # Reused buffers (the per-frame loop must not allocate per object per frame).
     search_buffer: np.ndarray | None = None
@@ -434,6 +437,7 @@ class Segmenter:
                 f"frame {state.frame_index + 1} is {rgb.shape[1]}x{rgb.shape[0]}, expected {state.width}x{state.height}"
             )
         state.frame_index += 1
+        state.steps += 1
         cfg = self.config
         result, matrices = self._search(state, rgb)
         windows, probs = self._paste_windows(state, result.mask_prob, matrices)
@@ -504,7 +508,7 @@ class Segmenter:
     ) -> None:
         """Every few frames, confident objects add this frame's appearance to their memory bank."""
         mem = self.config.memory
-        if mem.bank_size <= 0 or state.frame_index % max(1, mem.update_every):
+        if mem.bank_size <= 0 or state.steps % max(1, mem.update_every):
             return
         chosen = [
             i
