@@ -37,3 +37,21 @@ def test_signals_are_deferred_until_the_commit_is_done() -> None:
         for _ in range(1000):
             pass
     assert done == ["all outputs moved"]
+
+
+def test_deferral_holds_when_another_thread_receives_the_signal() -> None:
+    """A process signal may land on any thread (torch, decoder threads); it must still wait."""
+    import threading
+
+    done = []
+    sender = threading.Thread(target=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(Terminated), graceful_termination():
+        with signals_deferred():
+            sender.start()
+            sender.join()
+            for _ in range(100_000):
+                pass
+            done.append("all outputs moved")
+        for _ in range(1000):
+            pass
+    assert done == ["all outputs moved"]

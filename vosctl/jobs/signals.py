@@ -13,6 +13,7 @@ SIGHUP 129, so a script can tell an interrupted run from a failed one (1) or bad
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -85,14 +86,33 @@ def signals_deferred(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, 
     """Hold Ctrl-C / SIGTERM / SIGHUP back until the block is done (they arrive right after it).
 
     For the few renames that move finished outputs into place: interrupted half-way, some outputs
-    would be new and others missing. Blocked signals stay pending and are delivered at the end of
-    the block, so the run still stops, with a consistent set of outputs.
+    would be new and others missing. A signal that arrives inside the block is recorded and handed
+    to the handler that was in place once the block is done, so the run still stops, with a
+    consistent set of outputs. (Blocking with ``pthread_sigmask`` is not enough: it only covers the
+    calling thread, and a process signal is delivered to any thread that does not block it, such as
+    torch's or a decoder's worker threads, after which Python runs the handler in the main thread.)
     """
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+    received: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in signums}
+
+    def record(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    for signum in signums:
+        if previous[signum] is not signal.SIG_IGN:
+            signal.signal(signum, record)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+    if received:
+        signum = received[0]
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, None)  # e.g. raises Terminated / KeyboardInterrupt
+        elif handler == signal.SIG_DFL:
+            os.kill(os.getpid(), signum)  # the default action, now that the block is done
