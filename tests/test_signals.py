@@ -44,10 +44,18 @@ def test_deferral_holds_when_another_thread_receives_the_signal() -> None:
     import threading
 
     done = []
-    sender = threading.Thread(target=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    go = threading.Event()
+
+    def send() -> None:
+        go.wait()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    # Started before the block, so this thread does not inherit any signal mask the block sets.
+    sender = threading.Thread(target=send)
+    sender.start()
     with pytest.raises(Terminated), graceful_termination():
         with signals_deferred():
-            sender.start()
+            go.set()
             sender.join()
             for _ in range(100_000):
                 pass
