@@ -10,6 +10,9 @@ Nothing is downloaded or committed: every test builds its media in ``tmp_path``.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -204,3 +207,18 @@ def write_timed_video(path: Path, frames: Sequence[np.ndarray], times: Sequence[
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
+
+
+def run_vosctl(
+    *args: str, stdin: str | None = None, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """The real CLI in a child process: this checkout first on the path, one thread (tests run beside other work)."""
+    return subprocess.run(
+        [sys.executable, "-m", "vosctl.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"},
+        timeout=timeout,
+    )

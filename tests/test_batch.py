@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from synth import moving_square, write_palette_png, write_video
+from synth import moving_square, run_vosctl, write_palette_png, write_video
 
 from vosctl.jobs.batch import TIMING_KEYS, find_collisions, jobs_from_manifest, run_batch, run_job_task
 from vosctl.jobs.manifest import ManifestError, read_manifest
@@ -20,16 +20,7 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 
-def vosctl(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vosctl.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
-        timeout=600,
-    )
+vosctl = run_vosctl
 
 
 @pytest.fixture(scope="module")

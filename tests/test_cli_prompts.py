@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from scenes import iou, moving_square, write_mask
-from synth import decode_video, write_frame_folder, write_video
+from synth import decode_video, run_vosctl, write_frame_folder, write_video
 
 # Keyframes every 5 frames with B-frames: the backward reader has to seek and reorder.
 GOP_OPTIONS = {
@@ -22,14 +19,7 @@ GOP_OPTIONS = {
 }
 
 
-def vosctl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vosctl.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-        timeout=300,
-    )
+vosctl = run_vosctl
 
 
 @pytest.fixture(scope="module")

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from scenes import crossing_shapes, iou, moving_square, write_mask
-from synth import write_video
+from synth import run_vosctl, write_video
 
-
-def vosctl(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vosctl.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-        timeout=300,
-    )
+vosctl = run_vosctl
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,21 @@ app = typer.Typer(
 )
 
 
+# Options shared by `segment` and `benchmark`.
+FullFrameOption = Annotated[
+    bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")
+]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU threads for this process (network, OpenCV, FFmpeg). Default: OMP_NUM_THREADS if set, "
+        "else the cores not busy with other processes. With xargs -P N / parallel runs, pass cores / N.",
+    ),
+]
+
+
 def _fail(error: VosctlError) -> NoReturn:
     """One line on stderr, the error's exit code (2 for bad input, 1 otherwise)."""
     print(f"vosctl: error: {one_line(error)}", file=sys.stderr)
@@ -129,18 +144,8 @@ def segment(
             "--direction", help="forward, backward or both: propagate from --start-frame to the end, to 0, or both."
         ),
     ] = "forward",
-    full_frame: Annotated[
-        bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")
-    ] = False,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            "--threads",
-            min=1,
-            help="CPU threads for this process (network, OpenCV, FFmpeg). Default: OMP_NUM_THREADS if set, "
-            "else the cores not busy with other processes. With xargs -P N / parallel runs, pass cores / N.",
-        ),
-    ] = None,
+    full_frame: FullFrameOption = False,
+    threads: ThreadsOption = None,
     engine: Annotated[
         str,
         typer.Option(
@@ -238,18 +243,8 @@ def benchmark(
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write per-sequence rows as CSV here.")] = None,
     model: Annotated[str, typer.Option("--model", help="Model name in models/ or a checkpoint path.")] = "default",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    full_frame: Annotated[
-        bool, typer.Option("--full-frame", help="Ablation: search the whole frame instead of a crop.")
-    ] = False,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            "--threads",
-            min=1,
-            help="CPU threads for this process (network, OpenCV, FFmpeg). Default: OMP_NUM_THREADS if set, "
-            "else the cores not busy with other processes. With xargs -P N / parallel runs, pass cores / N.",
-        ),
-    ] = None,
+    full_frame: FullFrameOption = False,
+    threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     prompt: Annotated[
         str, typer.Option("--prompt", help="Start from the first annotation's masks ('mask') or their boxes ('box').")

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 INTERRUPT_EXIT_CODE = 128 + signal.SIGINT  # 130
@@ -47,6 +47,20 @@ def report_interruption(error: BaseException) -> int:
 
 
 @contextlib.contextmanager
+def _handlers(signums: tuple[int, ...], handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """``handler`` for ``signums`` within the block (an ignored signal stays ignored, e.g. under nohup)."""
+    previous = {signum: signal.getsignal(signum) for signum in signums}
+    for signum in signums:
+        if previous[signum] is not signal.SIG_IGN:
+            signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
 def graceful_termination(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
     """Within the block, ``signums`` raise :class:`Terminated` in the main thread.
 
@@ -59,7 +73,6 @@ def graceful_termination(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGH
         yield
         return
     handled = tuple(dict.fromkeys((*signums, signal.SIGINT)))
-    previous = {signum: signal.getsignal(signum) for signum in handled}
 
     def ignore_further() -> None:
         for signum in handled:
@@ -71,14 +84,8 @@ def graceful_termination(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGH
             raise KeyboardInterrupt
         raise Terminated(signum)
 
-    for signum in handled:
-        if previous[signum] is not signal.SIG_IGN:  # e.g. nohup: an ignored signal stays ignored
-            signal.signal(signum, on_signal)
-    try:
+    with _handlers(handled, on_signal):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -101,14 +108,8 @@ def signals_deferred(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, 
     def record(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
 
-    for signum in signums:
-        if previous[signum] is not signal.SIG_IGN:
-            signal.signal(signum, record)
-    try:
+    with _handlers(signums, record):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     if received:
         signum = received[0]
         handler = previous[signum]
