@@ -165,7 +165,7 @@ def test_bn_fusion_keeps_outputs_and_leaves_original_untouched() -> None:
 
 
 def test_training_is_seeded_and_resumes_exactly(tmp_path: Path) -> None:
-    """Stopping at step 3 and resuming to 5 gives the same weights as 5 steps in one go."""
+    """Stopping at step 3 and resuming to 5 gives the same weights (and weight average) as 5 steps in one go."""
     from vosctl.train.loop import TrainConfig, train
 
     def config(run: str, steps: int) -> TrainConfig:
@@ -178,6 +178,8 @@ def test_training_is_seeded_and_resumes_exactly(tmp_path: Path) -> None:
             warmup_steps=2,
             bf16=False,
             network={"template_size": 64, "search_size": 128},
+            ema_decay=0.9,
+            pairs={"partial_prior_prob": 0.5},
         )
 
     train(config("straight", 5), device="cpu", resume=False)
@@ -189,3 +191,34 @@ def test_training_is_seeded_and_resumes_exactly(tmp_path: Path) -> None:
     assert straight["step"] == resumed["step"] == 5
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
+    for key, value in straight["ema"].items():
+        assert torch.equal(value, resumed["ema"][key]), key
+    # model.pt carries the average, model_raw.pt the last step's weights.
+    from vosctl.model.checkpoint import load_checkpoint
+
+    averaged, meta = load_checkpoint(str(tmp_path / "straight" / "model.pt"))
+    raw, raw_meta = load_checkpoint(str(tmp_path / "straight" / "model_raw.pt"))
+    assert meta["weights"] == "EMA 0.9" and raw_meta["weights"] == "last step"
+    key = next(k for k in straight["ema"] if k.endswith("weight"))
+    assert not torch.equal(averaged.state_dict()[key].float(), raw.state_dict()[key].float())
+
+
+def test_corrupt_prior_makes_tracker_like_errors() -> None:
+    """Prior corruption removes part of the object, drops a detached part, or adds a blob; never a no-op on average."""
+    import cv2
+
+    from vosctl.train.data import corrupt_prior
+
+    prior = np.zeros((64, 64), np.float32)
+    cv2.circle(prior, (20, 20), 10, 1, -1)
+    cv2.circle(prior, (46, 46), 5, 1, -1)
+    rng = np.random.default_rng(0)
+    outcomes = [corrupt_prior(rng, prior) for _ in range(60)]
+    areas = np.array([o.sum() for o in outcomes])
+    assert all(set(np.unique(o)) <= {0.0, 1.0} for o in outcomes)
+    assert (areas < prior.sum() * 0.9).mean() > 0.5  # mostly parts removed
+    assert (areas > prior.sum()).any()  # sometimes a spurious blob
+    main_whole = prior[10:31, 10:31].sum()
+    dropped_part = [o for o in outcomes if o[46, 46] == 0 and o[10:31, 10:31].sum() == main_whole]
+    assert dropped_part  # the detached small part lost, the main part whole
+    assert np.array_equal(corrupt_prior(rng, np.zeros((64, 64), np.float32)), np.zeros((64, 64), np.float32))

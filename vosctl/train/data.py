@@ -50,6 +50,10 @@ class PairConfig:
     recent_gap: int = 10
     compress_prob: float = 0.0  # JPEG re-encoding of the search crop (video-codec artefacts)
     static_prior_motion: float = 0.0  # DUTS: std of the prior's shift (fraction of the object size)
+    # The tracker's own failure modes in the prior: a part of the object missing (a cut-off side,
+    # a lost disconnected part) or a spurious blob, so the network learns to restore the object
+    # from the template instead of copying a wrong prior (a shrinking mask stays shrunk otherwise).
+    partial_prior_prob: float = 0.0
 
 
 @dataclass
@@ -183,7 +187,42 @@ def _perturb_prior(rng: np.random.Generator, prior: np.ndarray, cfg: PairConfig)
         k = int(rng.integers(1, 5)) * 2 + 1
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
         prior = cv2.dilate(prior, kernel) if rng.random() < 0.5 else cv2.erode(prior, kernel)
-    return (prior > 0.5).astype(np.float32)
+    prior = (prior > 0.5).astype(np.float32)
+    # Guarded so configs without it draw exactly the random numbers they always did.
+    if cfg.partial_prior_prob > 0 and rng.random() < cfg.partial_prior_prob:
+        prior = corrupt_prior(rng, prior)
+    return prior
+
+
+def corrupt_prior(rng: np.random.Generator, prior: np.ndarray) -> np.ndarray:
+    """A tracker-like error in a binary prior: a missing side, a dropped part, or a spurious blob."""
+    ys, xs = np.nonzero(prior > 0.5)
+    if len(ys) < 16:
+        return prior
+    out = prior.copy()
+    mode = rng.random()
+    if mode < 0.25:
+        count, components, stats, _ = cv2.connectedComponentsWithStats(out.astype(np.uint8), connectivity=8)
+        if count > 2:  # keep the largest part only (a thin link or a detached part was lost)
+            largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+            return (components == largest).astype(np.float32)
+        mode = 0.5
+    if mode < 0.8:  # a half-plane cut removing 15-60 % of the object
+        angle = rng.uniform(0, 2 * math.pi)
+        projection = xs * math.cos(angle) + ys * math.sin(angle)
+        cut = np.quantile(projection, rng.uniform(0.15, 0.6))
+        drop = projection < cut
+        out[ys[drop], xs[drop]] = 0.0
+        return out
+    # A spurious blob near the object (a look-alike or the background leaking in).
+    h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    centre = (
+        int(rng.uniform(xs.min() - 0.5 * w, xs.max() + 0.5 * w)),
+        int(rng.uniform(ys.min() - 0.5 * h, ys.max() + 0.5 * h)),
+    )
+    axes = (max(2, int(w * rng.uniform(0.1, 0.4))), max(2, int(h * rng.uniform(0.1, 0.4))))
+    cv2.ellipse(out, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+    return out
 
 
 def _jpeg(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:

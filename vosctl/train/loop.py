@@ -52,6 +52,11 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = True
     checkpoint_minutes: float = 4.0
+    # Exponential moving average of the weights (0: off). With it, the held-out evaluation and the
+    # exported model.pt use the averaged weights (model_raw.pt keeps the last step's own): tracking
+    # outcomes can flip between neighbouring checkpoints, and an average over the last ~1/(1-decay)
+    # steps is far less sensitive to where the run happens to stop.
+    ema_decay: float = 0.0
     heldout_max_frames: int = 60
     loss_weights: dict[str, float] = field(
         default_factory=lambda: {"score": 1.0, "bce": 2.0, "dice": 1.0, "presence": 0.5}
@@ -82,6 +87,38 @@ class TrainConfig:
         if not Path(config.run_dir).is_absolute():
             config.run_dir = str((base / config.run_dir).resolve())
         return config
+
+
+class WeightAverage:
+    """EMA of a model's floating-point state (parameters and BN statistics); integer buffers copied."""
+
+    def __init__(self, model: SiamDMN, decay: float) -> None:
+        self.decay = decay
+        self.model = model
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: SiamDMN) -> None:
+        for key, value in model.state_dict().items():
+            if value.is_floating_point():
+                self.state[key].mul_(self.decay).add_(value.detach(), alpha=1 - self.decay)
+            else:
+                self.state[key].copy_(value)
+
+    def averaged(self) -> SiamDMN:
+        """A copy of the model carrying the averaged weights (eval mode)."""
+        import copy
+
+        averaged = copy.deepcopy(self.model)
+        averaged.load_state_dict(self.state)
+        return averaged.eval()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for key, value in state.items():
+            self.state[key].copy_(value)
 
 
 def _select_device(device: str) -> torch.device:
@@ -256,6 +293,9 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
         missing = model.backbone.load_imagenet(cfg.imagenet_weights)
         log({"event": "imagenet_init", "missing_keys": len(missing)})
     model = model.to(memory_format=torch.channels_last)
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    if ema is not None and resume and last.exists() and "ema" in state:
+        ema.load_state_dict(state["ema"])
 
     # Data (held-out sequences are never part of the training sources).
     davis = heldout = None
@@ -275,7 +315,10 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
 
     def save_full(reason: str) -> None:
         tmp = last.with_name(f".last.pt.tmp-{os.getpid()}")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
+        full = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+        if ema is not None:
+            full["ema"] = ema.state_dict()
+        torch.save(full, tmp)
         os.replace(tmp, last)
         log({"event": "checkpoint", "step": step, "reason": reason})
 
@@ -290,7 +333,11 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
             "torch": str(torch.__version__),
             **extra,
         }
-        save_checkpoint(model, run_dir / "model.pt", metadata)
+        if ema is None:
+            save_checkpoint(model, run_dir / "model.pt", metadata)
+            return
+        save_checkpoint(model, run_dir / "model_raw.pt", {**metadata, "weights": "last step"})
+        save_checkpoint(ema.averaged(), run_dir / "model.pt", {**metadata, "weights": f"EMA {cfg.ema_decay}"})
 
     pool = ThreadPoolExecutor(max_workers=1)  # cv2 releases the GIL: the next batch is built during this step
     pending = pool.submit(make_batch, step)
@@ -313,6 +360,8 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
+        if ema is not None:
+            ema.update(model)
         step += 1
         window.append(stats)
         if step % 50 == 0:
@@ -329,7 +378,8 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
             if heldout is not None and heldout.frames:
                 model.eval()
                 try:
-                    per_seq = heldout_j(model, heldout, cfg.heldout_max_frames, torch_device)
+                    evaluated = model if ema is None else ema.averaged()
+                    per_seq = heldout_j(evaluated, heldout, cfg.heldout_max_frames, torch_device)
                     extra["heldout_j"] = per_seq
                     extra["heldout_j_mean"] = round(float(np.mean(list(per_seq.values()))), 4)
                 except Exception as error:  # evaluation must never kill a long training run
