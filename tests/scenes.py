@@ -90,6 +90,14 @@ def leave_and_reenter_elsewhere(width: int = 1280, height: int = 720):
     return [f for f, _ in out], [lab for _, lab in out]
 
 
+def one_stays_one_leaves(width: int = 320, height: int = 240):
+    """Object 1 drifts slowly in view; object 2 leaves through the left edge and stays away."""
+    background = texture(12, height, width, cells=6)
+    a, b = texture(13, 52, 52, cells=3), texture(14, 48, 48, cells=8)
+    out = [render(background, [(a, 200 + 2 * t, 120 + t), (b, 60 - 14 * t, 40)]) for t in range(24)]
+    return [f for f, _ in out], [lab for _, lab in out]
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)

@@ -11,6 +11,7 @@ from scenes import (
     iou,
     leave_and_reenter_elsewhere,
     moving_square,
+    one_stays_one_leaves,
 )
 
 from vosctl.errors import InputError
@@ -121,3 +122,32 @@ def test_object_reentering_far_away_is_found_by_the_sweep(segmenter) -> None:
     found = [i for i in back if not results[i].objects[1].lost]
     assert found and found[0] <= back[0] + 8, (back[0], found[:3])
     assert np.mean([iou(results[i].labels == 1, truth[i] == 1) for i in back[-4:]]) >= 0.7
+
+
+def test_a_lost_object_does_not_change_the_others(segmenter) -> None:
+    """A lost object's wide canvas is a forward of its own: the tracked object keeps the normal
+    canvas (and its masks are those it gets when tracked alone)."""
+    frames, truth = one_stays_one_leaves()
+    shapes: list[tuple[int, ...]] = []
+    search = segmenter.engine.search
+
+    def recording(images, *args, **kwargs):
+        shapes.append(images.shape)
+        return search(images, *args, **kwargs)
+
+    segmenter.engine.search = recording
+    try:
+        both = list(segmenter.track(frames, labels=truth[0]))
+    finally:
+        del segmenter.engine.search
+    alone = list(segmenter.track(frames, labels=(truth[0] == 1).astype(np.uint8)))
+    lost_frames = [i for i, r in enumerate(both) if r.objects[2].lost]
+    assert len(lost_frames) >= 8, "object 2 must be lost for a while"
+    size = segmenter.search_size
+    # While object 2 is lost, each frame runs one normal-canvas forward for object 1 and one wider one.
+    assert (1, size, size, 3) in shapes
+    assert any(s[0] == 1 and s[1] > size for s in shapes), sorted(set(shapes))
+    assert all(s[1:3] == (size, size) or s[0] == 1 for s in shapes)
+    for i in lost_frames:
+        assert iou(both[i].labels == 1, alone[i].labels == 1) >= 0.99, i
+        assert iou(both[i].labels == 1, truth[i] == 1) >= 0.8, i

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from vosctl.engine import Engine
+from vosctl.engine import Engine, SearchResult
 from vosctl.errors import InputError
 from vosctl.geometry import (
     PAD_COLOUR,
@@ -155,6 +155,7 @@ class Segmenter:
         self._on_device = self.engine.torch_device.type == "cuda"
         self.prefetch_decode = self._on_device  # jobs decode ahead in a thread (vosctl.prefetch) on CUDA
         self._pinned = None
+        self._pinned_frame = None  # this frame on the device (CUDA), uploaded once for all canvas groups
         self.torch_device = self.engine.torch_device
         self.device = self.engine.device
         self.use_bf16 = self.engine.precision == "bf16"
@@ -329,55 +330,97 @@ class Segmenter:
         return self._bias_cache[key]
 
     def _search(self, state: TrackState, rgb: np.ndarray, box_prompt: bool = False):
-        """Crop every object's search canvas and prior, run one batched forward.
+        """Crop every object's search canvas and prior, run the network, one forward per canvas size.
 
-        Returns the engine's :class:`~vosctl.engine.SearchResult` (crop coordinates) and the
-        frame->canvas affine matrix of each object.
+        Tracked objects share the normal canvas and go through one batched forward; a lost object's
+        wider canvas is a forward of its own (objects of one size share it), so it never enlarges
+        the other objects' canvases: that would cost every object the lost one's price and change
+        the context the tracked ones are seen in. Returns the engine's
+        :class:`~vosctl.engine.SearchResult` (``mask_prob[i]``: object i's probabilities over its
+        own canvas) and the frame->canvas affine matrix of each object.
         """
         objects = state.objects
-        n = len(objects)
         scales = [self.search_size / self._window_side(state, obj) for obj in objects]
         sizes = [self._canvas_size(state, obj, scale) for obj, scale in zip(objects, scales)]
-        in_h, in_w = max(h for h, _ in sizes), max(w for _, w in sizes)
+        groups = canvas_groups(sizes)
+        self._pinned_frame = None  # a new frame: upload it again (CUDA)
+        if len(groups) == 1:
+            (size, members), = groups.items()
+            return self._search_group(state, rgb, box_prompt, members, scales, size, 0, state.templates)
+        n = len(objects)
+        mask_prob: list[np.ndarray] = [np.empty((0, 0), np.float32)] * n
+        peak, similarity, presence = (np.empty(n, np.float32) for _ in range(3))
+        matrices: list[np.ndarray] = [np.empty((2, 3))] * n
+        templates = state.templates
+        for group, (size, members) in enumerate(groups.items()):
+            result, group_matrices = self._search_group(
+                state, rgb, box_prompt, members, scales, size, group, templates.select(members)
+            )
+            for j, i in enumerate(members):
+                mask_prob[i], matrices[i] = result.mask_prob[j], group_matrices[j]
+            peak[members], similarity[members], presence[members] = result.peak, result.similarity, result.presence
+        return SearchResult(mask_prob, peak, similarity, presence), matrices  # type: ignore[arg-type]
+
+    def _search_group(
+        self,
+        state: TrackState,
+        rgb: np.ndarray,
+        box_prompt: bool,
+        members: list[int],
+        scales: list[float],
+        size: tuple[int, int],
+        group: int,
+        templates: TemplateEmbedding,
+    ):
+        """One batched forward for the objects ``members``, all on an (H, W) = ``size`` canvas."""
+        in_h, in_w = size
+        n = len(members)
         matrices = []
-        for obj, scale, (own_h, own_w) in zip(objects, scales, sizes):
+        for i in members:
+            obj, scale = state.objects[i], scales[i]
             if self.config.full_frame:  # the frame's top-left corner at the canvas origin
                 matrices.append(np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]]))
                 continue
             # The object's last position at the canvas centre; long-lost objects sweep the frame.
             cx, cy = obj.cx, obj.cy
             if obj.lost and not box_prompt:
-                window = min(own_h, own_w) / scale
+                window = min(in_h, in_w) / scale
                 tile = sweep_centre(obj.lost_frames, self.config.presence, state.width, state.height, window)
                 if tile is not None:
                     cx, cy = tile
             matrices.append(np.array([[scale, 0.0, in_w / 2 - scale * cx], [0.0, scale, in_h / 2 - scale * cy]]))
-        if state.prior_buffer is None or state.prior_buffer.shape != (n, in_h, in_w):
-            state.prior_buffer = np.empty((n, in_h, in_w), np.uint8)
-            state.search_buffer = None if self._on_device else np.empty((n, in_h, in_w, 3), np.uint8)
-        prior = state.prior_buffer
-        for i, (obj, matrix) in enumerate(zip(objects, matrices)):
-            if obj.lost and not box_prompt:
-                prior[i].fill(0)
+        if group == 0:
+            if state.prior_buffer is None or state.prior_buffer.shape != (n, in_h, in_w):
+                state.prior_buffer = np.empty((n, in_h, in_w), np.uint8)
+                state.search_buffer = None if self._on_device else np.empty((n, in_h, in_w, 3), np.uint8)
+            prior, search = state.prior_buffer, state.search_buffer
+        else:  # further groups (lost objects): window-style scratch buffers, grown on demand
+            prior = self._scratch(state, "prior", group, (n, in_h * in_w), np.uint8).reshape(n, in_h, in_w)
+            search = None
+            if not self._on_device:
+                search = self._scratch(state, "search", group, (n, in_h * in_w * 3), np.uint8)
+                search = search.reshape(n, in_h, in_w, 3)
+        for j, (i, matrix) in enumerate(zip(members, matrices)):
+            if state.objects[i].lost and not box_prompt:
+                prior[j].fill(0)
             else:  # the previous mask, cropped like the search image (0/255 -> thresholded by the engine)
-                state.prev_masks[i].crop(matrix, (in_w, in_h), out=prior[i])
+                state.prev_masks[i].crop(matrix, (in_w, in_h), out=prior[j])
 
         bias = None
         if not self.config.full_frame:
             # Tracked objects: motion penalty around the last position. Lost ones: none, search it all.
             window = self._window_bias(in_h // 16, in_w // 16)
             bias = np.empty((n, 1, *window.shape), np.float32)
-            for i, obj in enumerate(objects):
-                bias[i, 0] = 0.0 if (obj.lost and not box_prompt) else window
+            for j, i in enumerate(members):
+                bias[j, 0] = 0.0 if (state.objects[i].lost and not box_prompt) else window
         if self._on_device:
-            return self._search_on_device(rgb, matrices, (in_w, in_h), state, prior, bias), matrices
-        search = state.search_buffer
+            return self._search_on_device(rgb, matrices, (in_w, in_h), templates, prior, bias), matrices
         assert search is not None
-        for i, matrix in enumerate(matrices):
-            crop_image(rgb, matrix, (in_w, in_h), out=search[i])
-        return self.engine.search(search, state.templates, prior, bias), matrices
+        for j, matrix in enumerate(matrices):
+            crop_image(rgb, matrix, (in_w, in_h), out=search[j])
+        return self.engine.search(search, templates, prior, bias), matrices
 
-    def _search_on_device(self, rgb, matrices, size, state, prior, bias):
+    def _search_on_device(self, rgb, matrices, size, templates, prior, bias):
         """CUDA: one upload of the frame (pinned, asynchronous), crops on the GPU, one copy back."""
         import torch
 
@@ -385,12 +428,14 @@ class Segmenter:
         if self._pinned is None or self._pinned.shape != rgb.shape:
             # Page-locked so the upload is a real asynchronous DMA (only CUDA has pinned memory).
             self._pinned = torch.empty(rgb.shape, dtype=torch.uint8, pin_memory=device.type == "cuda")
-        self._pinned.numpy()[...] = rgb
-        frame = self._pinned.to(device, non_blocking=True).permute(2, 0, 1).float()
+        if self._pinned_frame is None:  # once per frame, however many canvas groups search it
+            self._pinned.numpy()[...] = rgb
+            self._pinned_frame = self._pinned.to(device, non_blocking=True).permute(2, 0, 1).float()
+        frame = self._pinned_frame
         search = crop_torch(frame, np.stack(matrices), size, PAD_COLOUR).contiguous(memory_format=torch.channels_last)
         prior_t = torch.from_numpy(prior).to(device, non_blocking=True)[:, None].gt(127).float()
         bias_t = None if bias is None else torch.from_numpy(bias).to(device, non_blocking=True)
-        return self.engine.search_tensors(search, state.templates, prior_t, bias_t)
+        return self.engine.search_tensors(search, templates, prior_t, bias_t)
 
     def _scratch(self, state: TrackState, name: str, index: int, shape: tuple[int, int], dtype) -> np.ndarray:
         """A reused window-sized array (grown when a window is bigger than any before)."""
@@ -402,12 +447,12 @@ class Segmenter:
         return buffer[:size].reshape(shape)
 
     def _paste_windows(
-        self, state: TrackState, mask_prob: np.ndarray, matrices: list[np.ndarray]
+        self, state: TrackState, mask_prob: np.ndarray | list[np.ndarray], matrices: list[np.ndarray]
     ) -> tuple[list[Window], list[np.ndarray]]:
         """Crop-space probabilities -> each object's probabilities over its window of the frame only."""
-        canvas_h, canvas_w = mask_prob.shape[1:]
         windows, probs = [], []
         for i, matrix in enumerate(matrices):
+            canvas_h, canvas_w = mask_prob[i].shape  # objects of different canvas groups differ
             x0, y0, x1, y1 = canvas_window(matrix, canvas_w, canvas_h, state.width, state.height)
             local = self._scratch(state, "prob", i, (y1 - y0, x1 - x0), np.float32)
             if local.size:
@@ -416,7 +461,9 @@ class Segmenter:
             probs.append(local)
         return windows, probs
 
-    def _paste_frame(self, state: TrackState, mask_prob: np.ndarray, matrices: list[np.ndarray]) -> np.ndarray:
+    def _paste_frame(
+        self, state: TrackState, mask_prob: np.ndarray | list[np.ndarray], matrices: list[np.ndarray]
+    ) -> np.ndarray:
         """Frame-sized (N, H, W) probabilities: for the one-off box prompt, never per frame."""
         probs = np.zeros((len(matrices), state.height, state.width), np.float32)
         windows, local = self._paste_windows(state, mask_prob, matrices)
@@ -837,6 +884,14 @@ def _drop_buffers(state: TrackState) -> None:
 def _object_masks(labels: np.ndarray, objects: list[ObjectState]) -> list[LocalMask]:
     """Each object's mask over its box, from a label map (once per prompt, not per frame)."""
     return [LocalMask.from_frame(labels == o.object_id) for o in objects]
+
+
+def canvas_groups(sizes: list[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+    """Object indices by canvas size (H, W), smallest canvas first: one batched forward per group."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, size in enumerate(sizes):
+        groups.setdefault(size, []).append(index)
+    return dict(sorted(groups.items(), key=lambda item: (item[0][0] * item[0][1], item[0])))
 
 
 def _round16(value: float) -> int:
