@@ -7,9 +7,10 @@ A variant is ``base`` or ``field=value[+field=value...]``; fields of ``PresenceC
 (``lost_presence``, ``found_presence``, ``lost_patience``, ...), ``MemoryConfig`` (``bank_size``,
 ``trusted_weight``, ``update_every``, ``min_confidence``) or ``SegmenterConfig`` itself
 (``window_influence``, ``mask_threshold``, ...). Each sequence is tracked from its first mask
-with the real tracker, one thread per worker; J is the official region similarity over the
-frames DAVIS scores (all but the first and the last). The default sequences are the shipped
-model's held-out ones. For information, never for choosing thresholds on those sequences.
+with the real tracker (``vosctl.train.loop.heldout_j``, training's own evaluation), one thread
+per worker; J is the region similarity over the frames DAVIS scores (all but the first and the
+last). The default sequences are the shipped model's held-out ones. For information, never for
+choosing thresholds on those sequences.
 """
 
 from __future__ import annotations
@@ -47,20 +48,17 @@ def make_config(variant: str):
 
 
 def mean_j(job: tuple[str, str, str, str]) -> tuple[str, str, float]:
-    davis, model, variant, sequence = job
-    from vosctl.tracker import Segmenter
+    """One sequence, one variant: training's own held-out evaluation, on the whole sequence."""
+    davis, model_name, variant, sequence = job
+    from vosctl.model.checkpoint import load_checkpoint
+    from vosctl.threads import apply_thread_policy
     from vosctl.train.data import DavisFrames
+    from vosctl.train.loop import heldout_j
 
-    segmenter = Segmenter.from_pretrained(model, device="cpu", config=make_config(variant), threads=1)
-    data = DavisFrames(davis, [sequence])
-    frames, masks = data.frames[0], data.masks[0]
-    scores = []
-    for index, result in enumerate(segmenter.track(frames, labels=masks[0])):
-        if 0 < index < len(frames) - 1:
-            pred, truth = result.labels > 0, masks[index] > 0
-            union = np.logical_or(pred, truth).sum()
-            scores.append(1.0 if union == 0 else np.logical_and(pred, truth).sum() / union)
-    return variant, sequence, float(np.mean(scores))
+    apply_thread_policy(1)  # one thread per worker process
+    model, _ = load_checkpoint(model_name)
+    per_sequence = heldout_j(model, DavisFrames(davis, [sequence]), None, "cpu", make_config(variant))
+    return variant, sequence, per_sequence[sequence]
 
 
 def main() -> None:

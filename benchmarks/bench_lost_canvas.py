@@ -40,6 +40,8 @@ def clip(objects: int, frames: int, width: int = 854, height: int = 480):
 
 
 def run(segmenter, frames, truth, forced: bool):
+    from scenes import iou
+
     import vosctl.tracker as tracker
 
     original = tracker.canvas_groups
@@ -59,9 +61,7 @@ def run(segmenter, frames, truth, forced: bool):
             elapsed = time.perf_counter() - start
             if result.objects[n].lost:
                 times.append(elapsed)
-                for k in range(1, n):
-                    a, b = result.labels == k, labels == k
-                    ious.append(np.logical_and(a, b).sum() / max(1, np.logical_or(a, b).sum()))
+                ious += [iou(result.labels == k, labels == k) for k in range(1, n)]
         return times, ious
     finally:
         tracker.canvas_groups = original

@@ -155,7 +155,6 @@ class Segmenter:
         self._on_device = self.engine.torch_device.type == "cuda"
         self.prefetch_decode = self._on_device  # jobs decode ahead in a thread (vosctl.prefetch) on CUDA
         self._pinned = None
-        self._pinned_frame = None  # this frame on the device (CUDA), uploaded once for all canvas groups
         self.torch_device = self.engine.torch_device
         self.device = self.engine.device
         self.use_bf16 = self.engine.precision == "bf16"
@@ -343,10 +342,11 @@ class Segmenter:
         scales = [self.search_size / self._window_side(state, obj) for obj in objects]
         sizes = [self._canvas_size(state, obj, scale) for obj, scale in zip(objects, scales)]
         groups = canvas_groups(sizes)
-        self._pinned_frame = None  # a new frame: upload it again (CUDA)
+        # CUDA: the frame goes to the device once, however many canvas groups crop it.
+        source = self._upload(rgb) if self._on_device else rgb
         if len(groups) == 1:
             (size, members), = groups.items()
-            return self._search_group(state, rgb, box_prompt, members, scales, size, 0, state.templates)
+            return self._search_group(state, source, box_prompt, members, scales, size, 0, state.templates)
         n = len(objects)
         mask_prob: list[np.ndarray] = [np.empty((0, 0), np.float32)] * n
         peak, similarity, presence = (np.empty(n, np.float32) for _ in range(3))
@@ -354,7 +354,7 @@ class Segmenter:
         templates = state.templates
         for group, (size, members) in enumerate(groups.items()):
             result, group_matrices = self._search_group(
-                state, rgb, box_prompt, members, scales, size, group, templates.select(members)
+                state, source, box_prompt, members, scales, size, group, templates.select(members)
             )
             for j, i in enumerate(members):
                 mask_prob[i], matrices[i] = result.mask_prob[j], group_matrices[j]
@@ -364,7 +364,7 @@ class Segmenter:
     def _search_group(
         self,
         state: TrackState,
-        rgb: np.ndarray,
+        source,
         box_prompt: bool,
         members: list[int],
         scales: list[float],
@@ -372,7 +372,10 @@ class Segmenter:
         group: int,
         templates: TemplateEmbedding,
     ):
-        """One batched forward for the objects ``members``, all on an (H, W) = ``size`` canvas."""
+        """One batched forward for the objects ``members``, all on an (H, W) = ``size`` canvas.
+
+        ``source``: the RGB frame (numpy), or on CUDA the frame already on the device (``_upload``).
+        """
         in_h, in_w = size
         n = len(members)
         matrices = []
@@ -414,24 +417,28 @@ class Segmenter:
             for j, i in enumerate(members):
                 bias[j, 0] = 0.0 if (state.objects[i].lost and not box_prompt) else window
         if self._on_device:
-            return self._search_on_device(rgb, matrices, (in_w, in_h), templates, prior, bias), matrices
+            return self._search_on_device(source, matrices, (in_w, in_h), templates, prior, bias), matrices
         assert search is not None
         for j, matrix in enumerate(matrices):
-            crop_image(rgb, matrix, (in_w, in_h), out=search[j])
+            crop_image(source, matrix, (in_w, in_h), out=search[j])
         return self.engine.search(search, templates, prior, bias), matrices
 
-    def _search_on_device(self, rgb, matrices, size, templates, prior, bias):
-        """CUDA: one upload of the frame (pinned, asynchronous), crops on the GPU, one copy back."""
+    def _upload(self, rgb: np.ndarray):
+        """CUDA: the frame to the device through a pinned buffer (asynchronous), as (3, H, W) float."""
         import torch
 
         device = self.engine.torch_device
         if self._pinned is None or self._pinned.shape != rgb.shape:
             # Page-locked so the upload is a real asynchronous DMA (only CUDA has pinned memory).
             self._pinned = torch.empty(rgb.shape, dtype=torch.uint8, pin_memory=device.type == "cuda")
-        if self._pinned_frame is None:  # once per frame, however many canvas groups search it
-            self._pinned.numpy()[...] = rgb
-            self._pinned_frame = self._pinned.to(device, non_blocking=True).permute(2, 0, 1).float()
-        frame = self._pinned_frame
+        self._pinned.numpy()[...] = rgb
+        return self._pinned.to(device, non_blocking=True).permute(2, 0, 1).float()
+
+    def _search_on_device(self, frame, matrices, size, templates, prior, bias):
+        """CUDA: crops on the GPU from the uploaded frame, one batched forward, one copy back."""
+        import torch
+
+        device = self.engine.torch_device
         search = crop_torch(frame, np.stack(matrices), size, PAD_COLOUR).contiguous(memory_format=torch.channels_last)
         prior_t = torch.from_numpy(prior).to(device, non_blocking=True)[:, None].gt(127).float()
         bias_t = None if bias is None else torch.from_numpy(bias).to(device, non_blocking=True)

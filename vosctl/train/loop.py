@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from vosctl.model.checkpoint import save_checkpoint
 from vosctl.model.network import NetworkConfig, SiamDMN, TemplateEmbedding
 from vosctl.train.data import DavisFrames, PairConfig, PairSampler, StaticImages, default_sequences
 from vosctl.train.losses import centre_heatmap, focal_heatmap_loss, mask_loss
+
+if TYPE_CHECKING:
+    from vosctl.tracker import SegmenterConfig
 
 
 @dataclass
@@ -232,11 +235,20 @@ def compute_losses(
     }
 
 
-def heldout_j(model: SiamDMN, davis: DavisFrames, max_frames: int, device: torch.device) -> dict[str, float]:
-    """Track each held-out sequence from its first mask with the real tracker; mean J per sequence."""
+def heldout_j(
+    model: SiamDMN,
+    davis: DavisFrames,
+    max_frames: int | None,
+    device: torch.device | str,
+    config: SegmenterConfig | None = None,
+) -> dict[str, float]:
+    """Track each sequence from its first mask with the real tracker; mean J per sequence.
+
+    ``max_frames``: the first frames only (None: whole sequences); ``config``: the tracker's.
+    """
     from vosctl.tracker import Segmenter
 
-    segmenter = Segmenter(model=model, device=str(device), model_name="training")
+    segmenter = Segmenter(model=model, device=str(device), config=config, model_name="training")
     results: dict[str, float] = {}
     for name, frames, masks in zip(davis.names, davis.frames, davis.masks):
         frames, masks = frames[:max_frames], masks[:max_frames]
@@ -322,7 +334,7 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
         os.replace(tmp, last)
         log({"event": "checkpoint", "step": step, "reason": reason})
 
-    def export(extra: dict[str, Any]) -> None:
+    def export(extra: dict[str, Any], averaged: SiamDMN | None) -> None:
         metadata = {
             "name": run_dir.name,
             "steps": step,
@@ -333,11 +345,11 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
             "torch": str(torch.__version__),
             **extra,
         }
-        if ema is None:
+        if averaged is None:
             save_checkpoint(model, run_dir / "model.pt", metadata)
             return
         save_checkpoint(model, run_dir / "model_raw.pt", {**metadata, "weights": "last step"})
-        save_checkpoint(ema.averaged(), run_dir / "model.pt", {**metadata, "weights": f"EMA {cfg.ema_decay}"})
+        save_checkpoint(averaged, run_dir / "model.pt", {**metadata, "weights": f"EMA {cfg.ema_decay}"})
 
     pool = ThreadPoolExecutor(max_workers=1)  # cv2 releases the GIL: the next batch is built during this step
     pending = pool.submit(make_batch, step)
@@ -375,17 +387,18 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
             save_full("epoch")
             last_save = time.monotonic()
             extra: dict[str, Any] = {"epoch_seconds": round(time.monotonic() - t_epoch, 1)}
+            averaged = None if ema is None else ema.averaged()  # evaluated and exported
             if heldout is not None and heldout.frames:
                 model.eval()
                 try:
-                    evaluated = model if ema is None else ema.averaged()
+                    evaluated = model if averaged is None else averaged
                     per_seq = heldout_j(evaluated, heldout, cfg.heldout_max_frames, torch_device)
                     extra["heldout_j"] = per_seq
                     extra["heldout_j_mean"] = round(float(np.mean(list(per_seq.values()))), 4)
                 except Exception as error:  # evaluation must never kill a long training run
                     extra["heldout_error"] = f"{type(error).__name__}: {error}"
             log({"event": "epoch", "step": step, **extra})
-            export({k: v for k, v in extra.items() if k.startswith("heldout")})
+            export({k: v for k, v in extra.items() if k.startswith("heldout")}, averaged)
             t_epoch = time.monotonic()
     pool.shutdown(wait=False, cancel_futures=True)
     log({"event": "done", "step": step, "session_seconds": round(time.monotonic() - wall_start, 1)})
