@@ -165,10 +165,14 @@ def test_bn_fusion_keeps_outputs_and_leaves_original_untouched() -> None:
 
 
 def test_training_is_seeded_and_resumes_exactly(tmp_path: Path) -> None:
-    """Stopping at step 3 and resuming to 5 gives the same weights (and weight average) as 5 steps in one go."""
+    """Stopping at step 3 and resuming to 5 gives the same weights (and weight average) as 5 steps in one go.
+
+    The resumed run takes its batches from DataLoader worker processes, the straight one from the
+    background thread: the data of a step must not depend on who builds it.
+    """
     from vosctl.train.loop import TrainConfig, train
 
-    def config(run: str, steps: int) -> TrainConfig:
+    def config(run: str, steps: int, workers: int = 0) -> TrainConfig:
         return TrainConfig(
             run_dir=str(tmp_path / run),
             source_weights=(0.0, 0.0, 1.0),
@@ -180,12 +184,13 @@ def test_training_is_seeded_and_resumes_exactly(tmp_path: Path) -> None:
             network={"template_size": 64, "search_size": 128},
             ema_decay=0.9,
             pairs={"partial_prior_prob": 0.5},
+            loader_workers=workers,
         )
 
     train(config("straight", 5), device="cpu", resume=False)
-    train(config("resumed", 5), device="cpu", resume=False, stop_at=3)
+    train(config("resumed", 5, workers=2), device="cpu", resume=False, stop_at=3)
     assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["step"] == 3
-    train(config("resumed", 5), device="cpu", resume=True)
+    train(config("resumed", 5, workers=2), device="cpu", resume=True)
     straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
     resumed = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
     assert straight["step"] == resumed["step"] == 5

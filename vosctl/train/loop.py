@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -55,6 +56,10 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = True
     checkpoint_minutes: float = 4.0
+    # Processes that build batches (0: one background thread, enough on a 2-core CPU). A GPU step
+    # is ~100x faster than the CPU's, so there the batches come from a torch DataLoader whose
+    # workers (forked, sharing the decoded frames) return them through shared memory.
+    loader_workers: int = 0
     # Exponential moving average of the weights (0: off). With it, the held-out evaluation and the
     # exported model.pt use the averaged weights (model_raw.pt keeps the last step's own): tracking
     # outcomes can flip between neighbouring checkpoints, and an average over the last ~1/(1-decay)
@@ -99,14 +104,18 @@ class WeightAverage:
         self.decay = decay
         self.model = model
         self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self._float_keys = [k for k, v in self.state.items() if v.is_floating_point()]
+        self._other_keys = [k for k, v in self.state.items() if not v.is_floating_point()]
 
     @torch.no_grad()
     def update(self, model: SiamDMN) -> None:
-        for key, value in model.state_dict().items():
-            if value.is_floating_point():
-                self.state[key].mul_(self.decay).add_(value.detach(), alpha=1 - self.decay)
-            else:
-                self.state[key].copy_(value)
+        current = model.state_dict()
+        # One fused launch per op over all tensors (a GPU step is short; ~300 tiny kernels are not).
+        averaged = [self.state[k] for k in self._float_keys]
+        torch._foreach_mul_(averaged, self.decay)
+        torch._foreach_add_(averaged, [current[k].detach() for k in self._float_keys], alpha=1 - self.decay)
+        for key in self._other_keys:
+            self.state[key].copy_(current[key])
 
     def averaged(self) -> SiamDMN:
         """A copy of the model carrying the averaged weights (eval mode)."""
@@ -149,25 +158,32 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    def image(x: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float()
+Batch = dict[str, "np.ndarray | torch.Tensor"]  # numpy from the thread, tensors from DataLoader workers
+
+
+def _to_tensors(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+    def move(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(x).to(device, non_blocking=True)
+
+    def image(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        t = move(x).permute(0, 3, 1, 2).float()
         return t.contiguous(memory_format=torch.channels_last)
 
     return {
         "template": image(batch["template"]),
-        "template_mask": torch.from_numpy(batch["template_mask"]).to(device).unsqueeze(1),
+        "template_mask": move(batch["template_mask"]).unsqueeze(1),
         "search": image(batch["search"]),
-        "search_mask": torch.from_numpy(batch["search_mask"]).to(device).unsqueeze(1),
-        "prior": torch.from_numpy(batch["prior"]).to(device).unsqueeze(1),
-        "present": torch.from_numpy(batch["present"]).to(device),
+        "search_mask": move(batch["search_mask"]).unsqueeze(1),
+        "prior": move(batch["prior"]).unsqueeze(1),
+        "present": move(batch["present"]),
         "template2": image(batch["template2"]),
-        "template2_mask": torch.from_numpy(batch["template2_mask"]).to(device).unsqueeze(1),
-        "mix": torch.from_numpy(batch["mix"]).to(device),
+        "template2_mask": move(batch["template2_mask"]).unsqueeze(1),
+        "mix": move(batch["mix"]),
     }
 
 
-def _centres(search_mask: np.ndarray) -> np.ndarray:
+def _centres(search_mask: np.ndarray | torch.Tensor) -> np.ndarray:
+    search_mask = np.asarray(search_mask)
     centres = np.zeros((search_mask.shape[0], 2), np.float32)
     for i, mask in enumerate(search_mask):
         box = mask_box(mask > 0.5)
@@ -178,7 +194,7 @@ def _centres(search_mask: np.ndarray) -> np.ndarray:
 
 def compute_losses(
     model: SiamDMN,
-    batch: dict[str, np.ndarray],
+    batch: Batch,
     device: torch.device,
     weights: dict[str, float],
     rng: np.random.Generator,
@@ -235,6 +251,59 @@ def compute_losses(
     }
 
 
+class _StepBatches(torch.utils.data.Dataset):
+    """Item ``step`` is that step's whole batch: which worker builds it never changes its content."""
+
+    def __init__(self, make_batch: Callable[[int], tuple[Batch, np.random.Generator]], steps: range) -> None:
+        self.make_batch, self.steps = make_batch, steps
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, index: int) -> tuple[Batch, np.random.Generator]:
+        return self.make_batch(self.steps[index])
+
+
+def _quiet_worker(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # the workers are the parallelism; nested thread pools only contend
+    torch.set_num_threads(1)
+
+
+def _batch_stream(
+    make_batch: Callable[[int], tuple[Batch, np.random.Generator]], start: int, end: int, workers: int
+) -> Iterator[tuple[Batch, np.random.Generator]]:
+    """The batches of steps ``start..end-1`` in order, built ahead of the training step.
+
+    Each batch depends only on its step (its own seeded generator), so thread and worker
+    processes give identical data and a resumed run continues exactly.
+    """
+    if workers <= 0:
+        pool = ThreadPoolExecutor(max_workers=1)  # cv2 releases the GIL: the next batch is built during this step
+        try:
+            pending = pool.submit(make_batch, start) if start < end else None
+            for step in range(start, end):
+                assert pending is not None
+                batch = pending.result()
+                pending = pool.submit(make_batch, step + 1) if step + 1 < end else None
+                yield batch
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        return
+    loader = torch.utils.data.DataLoader(
+        _StepBatches(make_batch, range(start, end)),
+        batch_size=None,  # items are whole batches already
+        shuffle=False,
+        num_workers=workers,
+        worker_init_fn=_quiet_worker,
+        prefetch_factor=4,
+        pin_memory=torch.cuda.is_available(),
+        multiprocessing_context="fork",  # workers share the decoded frames instead of copying them
+    )
+    yield from loader
+
+
 def heldout_j(
     model: SiamDMN,
     davis: DavisFrames,
@@ -266,6 +335,8 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
     """Train (or resume) until ``cfg.steps``, or stop early at step ``stop_at`` (same schedule)."""
     torch_device = _select_device(device)
     torch.manual_seed(cfg.seed)
+    if torch_device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: pick the fastest kernels once
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -351,18 +422,16 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
         save_checkpoint(model, run_dir / "model_raw.pt", {**metadata, "weights": "last step"})
         save_checkpoint(averaged, run_dir / "model.pt", {**metadata, "weights": f"EMA {cfg.ema_decay}"})
 
-    pool = ThreadPoolExecutor(max_workers=1)  # cv2 releases the GIL: the next batch is built during this step
-    pending = pool.submit(make_batch, step)
+    end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+    batches = _batch_stream(make_batch, step, end, cfg.loader_workers)
     last_save = time.monotonic()
     window: list[dict[str, float]] = []
     t_epoch = time.monotonic()
     wall_start = time.monotonic()
-    end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
     while step < end:
         model.train()
         _freeze_backbone_bn(model, neck=cfg.freeze_neck_bn)
-        batch, rng = pending.result()
-        pending = pool.submit(make_batch, step + 1)
+        batch, rng = next(batches)
         factor = _lr_factor(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * factor * group["lr_scale"]
@@ -400,7 +469,7 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
             log({"event": "epoch", "step": step, **extra})
             export({k: v for k, v in extra.items() if k.startswith("heldout")}, averaged)
             t_epoch = time.monotonic()
-    pool.shutdown(wait=False, cancel_futures=True)
+    batches.close()
     log({"event": "done", "step": step, "session_seconds": round(time.monotonic() - wall_start, 1)})
     return run_dir / "model.pt"
 

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Pack the training data compactly for a remote (GPU) machine that only receives a small upload.
+
+    python scripts/pack_training_data.py DAVIS_ROOT DUTS_ROOT DEST --exclude bear,car-turn,... \\
+        [--crf 22] [--static-bytes 24000000] [--static-crf 23]
+
+DEST/davis/videos/<seq>.mp4           training sequences only (H.264, CRF --crf, from the JPEGs)
+DEST/davis/Annotations/480p/<seq>/    the masks as 1-bit PNGs (lossless)
+DEST/davis/ImageSets/2016/train.txt   the packed sequence names
+DEST/duts/images.mp4, sizes.txt, masks/   the first DUTS images up to --static-bytes (H.264 4:4:4)
+
+Held-out sequences (--exclude) are never packed, so they cannot reach a training run there.
+``scripts/unpack_training_data.py`` restores the layouts ``vosctl train`` reads (cv2 only).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+
+def pack_davis(root: Path, dest: Path, exclude: set[str], crf: int) -> list[str]:
+    names = (root / "ImageSets" / "2016" / "train.txt").read_text().split()
+    kept = [name for name in names if name not in exclude]
+    (dest / "videos").mkdir(parents=True, exist_ok=True)
+    for seq in kept:
+        annotations = sorted((root / "Annotations" / "480p" / seq).glob("*.png"))
+        ann_dest = dest / "Annotations" / "480p" / seq
+        ann_dest.mkdir(parents=True, exist_ok=True)
+        with av.open(str(dest / "videos" / f"{seq}.mp4"), "w") as container:
+            stream = container.add_stream("libx264", rate=24)
+            stream.width, stream.height, stream.pix_fmt = 854, 480, "yuv420p"
+            stream.options = {"crf": str(crf), "preset": "slow"}
+            for ann in annotations:
+                bgr = cv2.imread(str(root / "JPEGImages" / "480p" / seq / f"{ann.stem}.jpg"), cv2.IMREAD_COLOR)
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr[:, :, ::-1]), format="rgb24")
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+                mask = cv2.imread(str(ann), cv2.IMREAD_GRAYSCALE)
+                cv2.imwrite(str(ann_dest / ann.name), ((mask > 0) * 255).astype(np.uint8), [cv2.IMWRITE_PNG_BILEVEL, 1])
+            for packet in stream.encode():
+                container.mux(packet)
+    (dest / "ImageSets" / "2016").mkdir(parents=True, exist_ok=True)
+    (dest / "ImageSets" / "2016" / "train.txt").write_text("\n".join(kept) + "\n")
+    return kept
+
+
+def pack_static(root: Path, dest: Path, budget: int, crf: int, side: int = 400) -> int:
+    """The first images that fit in ``budget`` bytes, as one H.264 4:4:4 video (about half a JPEG's size).
+
+    Each image is shrunk to ``side`` at most (what ``StaticImages`` does anyway) and placed at the
+    top-left of a side x side frame; ``sizes.txt`` keeps each image's name and size to cut it out again.
+    """
+    (dest / "masks").mkdir(parents=True, exist_ok=True)
+    used, lines = 0, []
+    with av.open(str(dest / "images.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width = stream.height = side
+        stream.pix_fmt = "yuv444p"
+        stream.options = {"crf": str(crf), "preset": "slow"}
+        for name in (root / "list.txt").read_text().split():
+            bgr = cv2.imread(str(root / "images" / f"{name}.jpg"), cv2.IMREAD_COLOR)
+            mask = cv2.imread(str(root / "masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+            if bgr is None or mask is None:
+                continue
+            scale = min(1.0, side / max(bgr.shape[:2]))
+            size = (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale))
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+            canvas = np.zeros((side, side, 3), np.uint8)
+            canvas[: size[1], : size[0]] = bgr
+            for packet in stream.encode(av.VideoFrame.from_ndarray(canvas[:, :, ::-1].copy(), format="rgb24")):
+                used += packet.size
+                container.mux(packet)
+            ok, png = cv2.imencode(".png", ((mask > 0) * 255).astype(np.uint8), [cv2.IMWRITE_PNG_BILEVEL, 1])
+            (dest / "masks" / f"{name}.png").write_bytes(png.tobytes())
+            used += len(png)
+            lines.append(f"{name} {size[0]} {size[1]}")
+            if used > budget:
+                break
+        for packet in stream.encode():
+            container.mux(packet)
+    (dest / "sizes.txt").write_text("\n".join(lines) + "\n")
+    return len(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("davis_root", type=Path)
+    parser.add_argument("duts_root", type=Path)
+    parser.add_argument("dest", type=Path)
+    parser.add_argument("--exclude", default="", help="comma-separated held-out sequences (never packed)")
+    parser.add_argument("--crf", type=int, default=22)
+    parser.add_argument("--static-bytes", type=int, default=24_000_000)
+    parser.add_argument("--static-crf", type=int, default=23)
+    args = parser.parse_args()
+    kept = pack_davis(args.davis_root, args.dest / "davis", set(filter(None, args.exclude.split(","))), args.crf)
+    images = pack_static(args.duts_root, args.dest / "duts", args.static_bytes, args.static_crf)
+    print(f"packed {len(kept)} sequences and {images} static images into {args.dest}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Train a config on a lent GPU machine inside a fixed wall-clock budget (one call of the device tool).
+
+    python3 scripts/train_on_device.py CONFIG PACKED OUT --budget-s 420 [--override '{"batch_size": 8}']
+
+1. Unpack PACKED (``pack_training_data.py``'s output; held-out sequences were never packed).
+2. Point the config's data at it and its run folder at OUT/run (epoch exports land there, so a run
+   cut off by the call's limit still returns its last model.pt).
+3. Calibrate: train to the end of warm-up (whose learning rate does not depend on the total number
+   of steps) and time the steps between the two logs inside it.
+4. Set ``steps`` so the run ends inside the budget and resume to the end: bit for bit the run a
+   config with that many steps would have made (``run/config.json`` records it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+START = time.monotonic()
+
+
+def train_events(log: Path) -> list[dict]:
+    return [e for e in map(json.loads, log.read_text().splitlines()) if e.get("event") == "train"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", type=Path)
+    parser.add_argument("packed", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--budget-s", type=float, required=True, help="wall-clock seconds for all of it")
+    parser.add_argument("--margin-s", type=float, default=25.0, help="kept free for the last export")
+    parser.add_argument("--override", default="{}", help="JSON of config fields to replace (tests, dry runs)")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from vosctl.train.loop import TrainConfig, train
+
+    data = Path("/tmp/vosctl-data")
+    subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("unpack_training_data.py")), str(args.packed), str(data)],
+        check=True,
+    )
+    cfg = TrainConfig.from_json(args.config)
+    cfg = dataclasses.replace(
+        cfg,
+        davis_root=str(data / "davis"),
+        static_root=str(data / "duts"),
+        run_dir=str(args.out / "run"),
+        **json.loads(args.override),
+    )
+    if cfg.warmup_steps < 100 or cfg.warmup_steps % 50:
+        sys.exit("calibration needs warmup_steps >= 100, a multiple of the 50-step log")
+    print(f"unpacked in {time.monotonic() - START:.0f} s", flush=True)
+
+    started = time.monotonic()
+    train(cfg, device=args.device, resume=False, stop_at=cfg.warmup_steps)
+    events = train_events(Path(cfg.run_dir) / "log.jsonl")
+    (a, b) = events[-2], events[-1]
+    seconds_per_step = (b["time"] - a["time"]) / (b["step"] - a["step"])
+    setup = (time.monotonic() - started) - cfg.warmup_steps * seconds_per_step
+    left = args.budget_s - (time.monotonic() - START) - setup - args.margin_s
+    steps = cfg.warmup_steps + max(0, int(left / seconds_per_step))
+    print(
+        f"calibration: {seconds_per_step * 1000:.1f} ms/step, setup {setup:.0f} s, {left:.0f} s left -> {steps} steps",
+        flush=True,
+    )
+    train(dataclasses.replace(cfg, steps=steps), device=args.device, resume=True)
+    print(f"done in {time.monotonic() - START:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
