@@ -4,8 +4,9 @@
     python scripts/unpack_training_data.py PACKED DEST
 
 DEST/davis: DAVIS layout (JPEGImages/480p/<seq>/*.jpg at quality 95, Annotations, ImageSets);
-DEST/duts: DUTS layout (images/*.jpg, masks/*.png, list.txt). Needs only numpy and OpenCV (decodes the videos with cv2.VideoCapture),
-so it runs on a machine without the project's own dependencies; sequences unpack in parallel.
+DEST/duts: DUTS layout (images/*.jpg, masks/*.png, list.txt). Needs only numpy and OpenCV (it
+decodes the videos with cv2.VideoCapture), so it runs on a machine without the project's own
+dependencies; sequences unpack in parallel.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def unpack_static(packed: Path, dest: Path) -> int:
         ok, canvas = capture.read()
         if not ok:
             raise RuntimeError(f"the static-image video ends before {name}")
-        cv2.imwrite(str(dest / "images" / f"{name}.jpg"), canvas[: int(height), : int(width)], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        image = canvas[: int(height), : int(width)]
+        cv2.imwrite(str(dest / "images" / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
     capture.release()
     (dest / "list.txt").write_text("\n".join(name for name, _, _ in entries) + "\n")
     return len(entries)
