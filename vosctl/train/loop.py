@@ -215,14 +215,14 @@ def compute_losses(
     # most object-like distractor) must still return an empty mask.
     location = torch.where(present[:, None], location, torch.full_like(location, -1))
     template = model.embed_template(tensors["template"], tensors["template_mask"])
-    mixed = torch.nonzero(tensors["mix"] < 1).flatten()
-    if mixed.numel():
-        # The tracker's appearance memory: a weighted mean of the first and a recent template.
-        recent = model.embed_template(tensors["template2"][mixed], tensors["template2_mask"][mixed])
-        a = tensors["mix"][mixed].to(template.kernel.dtype)
-        kernel, prototype = template.kernel.clone(), template.prototype.clone()
-        kernel[mixed] = a[:, None, None, None] * kernel[mixed] + (1 - a[:, None, None, None]) * recent.kernel
-        prototype[mixed] = a[:, None] * prototype[mixed] + (1 - a[:, None]) * recent.prototype
+    if bool((tensors["mix"] < 1).any()):
+        # The tracker's appearance memory: a weighted mean of the first and a recent template. Every
+        # row's second template is embedded (rows with mix 1 keep the first exactly): a fixed batch
+        # shape, where a subset's size would change each step and make a GPU plan kernels anew.
+        recent = model.embed_template(tensors["template2"], tensors["template2_mask"])
+        a = tensors["mix"].to(template.kernel.dtype)
+        kernel = a[:, None, None, None] * template.kernel + (1 - a[:, None, None, None]) * recent.kernel
+        prototype = a[:, None] * template.prototype + (1 - a[:, None]) * recent.prototype
         template = TemplateEmbedding(kernel, prototype)
     out = model.forward_search(tensors["search"], template, tensors["prior"], location=location)
     # The target sits on its kernel cell's centre: that is the cell whose kernels make the mask,
@@ -335,8 +335,6 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
     """Train (or resume) until ``cfg.steps``, or stop early at step ``stop_at`` (same schedule)."""
     torch_device = _select_device(device)
     torch.manual_seed(cfg.seed)
-    if torch_device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed crop sizes: pick the fastest kernels once
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -431,7 +429,9 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
     while step < end:
         model.train()
         _freeze_backbone_bn(model, neck=cfg.freeze_neck_bn)
+        waited = time.monotonic()
         batch, rng = next(batches)
+        waited = time.monotonic() - waited  # > 0 when the batch builders, not the step, set the pace
         factor = _lr_factor(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * factor * group["lr_scale"]
@@ -444,7 +444,7 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
         if ema is not None:
             ema.update(model)
         step += 1
-        window.append(stats)
+        window.append({**stats, "data_wait_ms": 1000 * waited})
         if step % 50 == 0:
             mean = {k: round(float(np.nanmean([w[k] for w in window])), 4) for k in window[0]}
             log({"event": "train", "step": step, "lr": round(cfg.lr * factor, 7), **mean})
