@@ -227,3 +227,34 @@ def test_corrupt_prior_makes_tracker_like_errors() -> None:
     dropped_part = [o for o in outcomes if o[46, 46] == 0 and o[10:31, 10:31].sum() == main_whole]
     assert dropped_part  # the detached small part lost, the main part whole
     assert np.array_equal(corrupt_prior(rng, np.zeros((64, 64), np.float32)), np.zeros((64, 64), np.float32))
+
+
+def test_lookalike_flock_pastes_several_copies_left_out_of_the_mask() -> None:
+    """lookalike_max > 1 pastes up to that many copies of the target; none of them joins the mask."""
+    from vosctl.train.data import PairConfig, PairSampler
+
+    image = np.full((240, 320, 3), 40, np.uint8)
+    mask = np.zeros((240, 320), np.uint8)
+    mask[100:140, 140:180] = 1
+    image[mask > 0] = (230, 30, 30)
+
+    def copies_seen(lookalike_max: int) -> float:
+        cfg = PairConfig(
+            template_size=64, search_size=128, lookalike_prob=1.0, lookalike_max=lookalike_max, compress_prob=0.0
+        )
+        sampler = PairSampler(cfg, None, None, (0.0, 0.0, 1.0))
+        red_outside = []
+        for seed in range(24):
+            sample = sampler._make_sample(np.random.default_rng(seed), image, mask, image.copy(), mask, mask)
+            assert sample is not None
+            rgb = sample.search.astype(np.int32)
+            red = (rgb[..., 0] - rgb[..., 1] > 80) & (rgb[..., 0] - rgb[..., 2] > 80)  # robust to recolouring
+            # The mask stays the target: (almost) every labelled pixel is red (edges are resampled).
+            labelled = sample.search_mask > 0.5
+            assert (labelled & ~red).sum() <= 0.05 * labelled.sum(), "the mask covers non-target pixels"
+            red_outside.append(float((red & (sample.search_mask < 0.5)).sum()) / max(1.0, sample.search_mask.sum()))
+        return float(np.mean(red_outside))
+
+    one, flock = copies_seen(1), copies_seen(3)
+    assert one > 0.3  # one copy: about one more object's worth of look-alike pixels
+    assert flock > 1.3 * one

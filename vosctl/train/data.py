@@ -44,6 +44,9 @@ class PairConfig:
     # Look-alikes: a flipped, rescaled, recoloured copy of the target pasted beside it and left
     # out of the mask; and negatives that show only such a copy of the template's object.
     lookalike_prob: float = 0.0
+    # Up to this many copies at once (uniform 1..max): a flock of identical objects (birds, a crowd)
+    # where the target touches several look-alikes, not one.
+    lookalike_max: int = 1
     hard_negative_prob: float = 0.0  # fraction of the negatives
     # Appearance memory: a second, recent template averaged with the first (the tracker's bank).
     second_template_prob: float = 0.0
@@ -324,7 +327,10 @@ class PairSampler:
         if present:
             search_mask = crop_image(s_mask.astype(np.float32), sm, cfg.search_size)
             if rng.random() < cfg.lookalike_prob:
-                self._add_lookalike_beside(rng, search, search_mask)
+                # Guarded so configs without it draw exactly the random numbers they always did.
+                copies = 1 if cfg.lookalike_max <= 1 else int(rng.integers(1, cfg.lookalike_max + 1))
+                for _ in range(copies):
+                    self._add_lookalike_beside(rng, search, search_mask)
             if search_mask.sum() < 4:  # shifted out of the window entirely (or covered)
                 present = False
         elif negative_img is not None and rng.random() < cfg.hard_negative_prob:
