@@ -33,10 +33,12 @@ def pack_davis(root: Path, dest: Path, exclude: set[str], crf: int) -> list[str]
         ann_dest.mkdir(parents=True, exist_ok=True)
         with av.open(str(dest / "videos" / f"{seq}.mp4"), "w") as container:
             stream = container.add_stream("libx264", rate=24)
-            stream.width, stream.height, stream.pix_fmt = 854, 480, "yuv420p"
+            stream.pix_fmt = "yuv420p"
             stream.options = {"crf": str(crf), "preset": "slow"}
-            for ann in annotations:
+            for index, ann in enumerate(annotations):
                 bgr = cv2.imread(str(root / "JPEGImages" / "480p" / seq / f"{ann.stem}.jpg"), cv2.IMREAD_COLOR)
+                if index == 0:  # 854x480 for DAVIS 480p; even sides for 4:2:0
+                    stream.height, stream.width = bgr.shape[0], bgr.shape[1]
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr[:, :, ::-1]), format="rgb24")
                 for packet in stream.encode(frame):
                     container.mux(packet)

@@ -1,0 +1,80 @@
+"""The device upload's data packing: what goes in comes back in the layouts training reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tests.synth import moving_square_frames, moving_square_labels, texture
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _davis(root: Path, sequences: dict[str, int]) -> None:
+    (root / "ImageSets" / "2016").mkdir(parents=True)
+    (root / "ImageSets" / "2016" / "train.txt").write_text("\n".join(sequences) + "\n")
+    for seed, (seq, count) in enumerate(sequences.items()):
+        frames = moving_square_frames(count, width=128, height=96, seed=seed)
+        labels = moving_square_labels(count, width=128, height=96, seed=seed)
+        for folder in ("JPEGImages", "Annotations"):
+            (root / folder / "480p" / seq).mkdir(parents=True)
+        for i, (frame, label) in enumerate(zip(frames, labels)):
+            cv2.imwrite(str(root / "JPEGImages" / "480p" / seq / f"{i:05d}.jpg"), frame[:, :, ::-1])
+            cv2.imwrite(str(root / "Annotations" / "480p" / seq / f"{i:05d}.png"), (label > 0).astype(np.uint8) * 255)
+
+
+def _duts(root: Path, count: int) -> None:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
+    names = [f"img{i}" for i in range(count)]
+    for i, name in enumerate(names):
+        height, width = 60 + 10 * i, 90 - 5 * i
+        image = np.ascontiguousarray(texture(i, height, width)[:, :, ::-1])
+        mask = np.zeros((height, width), np.uint8)
+        mask[10:40, 20 : 30 + i] = 255
+        cv2.imwrite(str(root / "images" / f"{name}.jpg"), image)
+        cv2.imwrite(str(root / "masks" / f"{name}.png"), mask)
+    (root / "list.txt").write_text("\n".join(names) + "\n")
+
+
+def test_pack_and_unpack_round_trip_without_the_held_out_sequences(tmp_path: Path) -> None:
+    _davis(tmp_path / "davis", {"kept-a": 6, "held-out": 4, "kept-b": 5})
+    _duts(tmp_path / "duts", 3)
+    packed, restored = tmp_path / "packed", tmp_path / "restored"
+    for command in (
+        ["pack_training_data.py", tmp_path / "davis", tmp_path / "duts", packed, "--exclude", "held-out"],
+        ["unpack_training_data.py", packed, restored],
+    ):
+        subprocess.run([sys.executable, ROOT / "scripts" / command[0], *command[1:]], check=True, capture_output=True)
+
+    davis = restored / "davis"
+    assert (davis / "ImageSets" / "2016" / "train.txt").read_text().split() == ["kept-a", "kept-b"]
+    assert not (packed / "davis" / "Annotations" / "480p" / "held-out").exists()
+    for seq, count in (("kept-a", 6), ("kept-b", 5)):
+        frames = sorted((davis / "JPEGImages" / "480p" / seq).glob("*.jpg"))
+        assert len(frames) == count
+        for frame in frames:
+            original = cv2.imread(str(tmp_path / "davis" / "JPEGImages" / "480p" / seq / frame.name))
+            restored_frame = cv2.imread(str(frame))
+            assert restored_frame.shape == original.shape
+            assert np.abs(restored_frame.astype(int) - original).mean() < 8  # H.264 at CRF 22, then JPEG
+            # Masks are lossless (1-bit PNG): identical after the round trip.
+            mask_in = cv2.imread(str(tmp_path / "davis" / "Annotations" / "480p" / seq / f"{frame.stem}.png"), 0)
+            mask_out = cv2.imread(str(davis / "Annotations" / "480p" / seq / f"{frame.stem}.png"), 0)
+            assert np.array_equal(mask_in > 0, mask_out > 0)
+
+    duts = restored / "duts"
+    names = (duts / "list.txt").read_text().split()
+    assert names == ["img0", "img1", "img2"]
+    for name in names:
+        image = cv2.imread(str(duts / "images" / f"{name}.jpg"))
+        mask = cv2.imread(str(duts / "masks" / f"{name}.png"), 0)
+        original_mask = cv2.imread(str(tmp_path / "duts" / "masks" / f"{name}.png"), 0)
+        assert image.shape[:2] == mask.shape == original_mask.shape  # each image cut back to its own size
+        original = cv2.imread(str(tmp_path / "duts" / "images" / f"{name}.jpg"))
+        assert np.abs(image.astype(int) - original).mean() < 8  # and it is that image, not a neighbour
+        assert np.array_equal(mask > 0, original_mask > 0)
