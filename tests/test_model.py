@@ -258,3 +258,19 @@ def test_lookalike_flock_pastes_several_copies_left_out_of_the_mask() -> None:
     one, flock = copies_seen(1), copies_seen(3)
     assert one > 0.3  # one copy: about one more object's worth of look-alike pixels
     assert flock > 1.3 * one
+
+
+def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path: Path) -> None:
+    from vosctl.model.checkpoint import average_checkpoints
+
+    torch.manual_seed(3)
+    a, b = SiamDMN(SMALL), SiamDMN(SMALL)
+    paths = [save_checkpoint(a, tmp_path / "a.pt", {}), save_checkpoint(b, tmp_path / "b.pt", {})]
+    soup, meta = average_checkpoints(paths)
+    key = "head.0.0.weight"
+    expected = (a.state_dict()[key].half().float() + b.state_dict()[key].half().float()) / 2
+    assert torch.allclose(soup.state_dict()[key], expected, atol=1e-3)
+    assert [m["path"] for m in meta["members"]] == [str(p) for p in paths]
+    other = SiamDMN(NetworkConfig(**{**SMALL.to_dict(), "mask_channels": 4}))
+    with pytest.raises(CheckpointError, match="another architecture"):
+        average_checkpoints([paths[0], save_checkpoint(other, tmp_path / "c.pt", {})])

@@ -100,3 +100,29 @@ def load_checkpoint(
     metadata.setdefault("name", path.stem)
     metadata["path"] = str(path)
     return model, metadata
+
+
+def average_checkpoints(names_or_paths: list[str | os.PathLike[str]]) -> tuple[SiamDMN, dict[str, Any]]:
+    """The uniform average of several checkpoints' weights (a "model soup", Wortsman et al. 2022).
+
+    Meant for models fine-tuned from one parent (one basin of the loss), where the average is
+    usually at least as good as its members and less sensitive to which run happened to stop where.
+    All must share the architecture; integer buffers (BN batch counters) are taken from the first.
+    Returns the model (eval) and metadata naming the members.
+    """
+    if not names_or_paths:
+        raise CheckpointError("no checkpoints to average")
+    models = [load_checkpoint(name) for name in names_or_paths]
+    first, _ = models[0]
+    for (model, _), name in zip(models[1:], names_or_paths[1:]):
+        if model.config != first.config:
+            raise CheckpointError(f"{name} has another architecture than {names_or_paths[0]}; cannot average")
+    states = [model.state_dict() for model, _ in models]
+    averaged = {
+        key: torch.stack([state[key].float() for state in states]).mean(0) if value.is_floating_point() else value
+        for key, value in states[0].items()
+    }
+    soup = SiamDMN(first.config)
+    soup.load_state_dict(averaged, strict=True)
+    members = [{"name": meta.get("name"), "path": meta.get("path"), "steps": meta.get("steps")} for _, meta in models]
+    return soup.eval(), {"weights": f"uniform average of {len(models)} checkpoints", "members": members}
