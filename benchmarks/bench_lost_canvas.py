@@ -46,6 +46,7 @@ def run(segmenter, frames, truth, forced: bool):
 
     original = tracker.canvas_groups
     if forced:  # the old behaviour: every object on the largest canvas, one forward
+
         def one_group(sizes):
             height, width = max(h for h, _ in sizes), max(w for _, w in sizes)
             return {(height, width): list(range(len(sizes)))}

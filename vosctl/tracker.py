@@ -345,7 +345,7 @@ class Segmenter:
         # CUDA: the frame goes to the device once, however many canvas groups crop it.
         source = self._upload(rgb) if self._on_device else rgb
         if len(groups) == 1:
-            (size, members), = groups.items()
+            ((size, members),) = groups.items()
             return self._search_group(state, source, box_prompt, members, scales, size, 0, state.templates)
         n = len(objects)
         mask_prob: list[np.ndarray] = [np.empty((0, 0), np.float32)] * n
