@@ -22,6 +22,8 @@ import av
 import cv2
 import numpy as np
 
+from vosctl.train.data import fit_within
+
 
 def pack_davis(root: Path, dest: Path, exclude: set[str], crf: int) -> list[str]:
     names = (root / "ImageSets" / "2016" / "train.txt").read_text().split()
@@ -54,7 +56,7 @@ def pack_davis(root: Path, dest: Path, exclude: set[str], crf: int) -> list[str]
 def pack_static(root: Path, dest: Path, budget: int, crf: int, side: int = 400) -> int:
     """The first images that fit in ``budget`` bytes, as one H.264 4:4:4 video (about half a JPEG's size).
 
-    Each image is shrunk to ``side`` at most (what ``StaticImages`` does anyway) and placed at the
+    Each image is shrunk to ``side`` at most and placed at the
     top-left of a side x side frame; ``sizes.txt`` keeps each image's name and size to cut it out again.
     """
     (dest / "masks").mkdir(parents=True, exist_ok=True)
@@ -69,10 +71,8 @@ def pack_static(root: Path, dest: Path, budget: int, crf: int, side: int = 400) 
             mask = cv2.imread(str(root / "masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
             if bgr is None or mask is None:
                 continue
-            scale = min(1.0, side / max(bgr.shape[:2]))
-            size = (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale))
-            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+            bgr, mask = fit_within(bgr, mask, side)  # what StaticImages does when it loads them
+            size = (bgr.shape[1], bgr.shape[0])
             canvas = np.zeros((side, side, 3), np.uint8)
             canvas[: size[1], : size[0]] = bgr
             for packet in stream.encode(av.VideoFrame.from_ndarray(canvas[:, :, ::-1].copy(), format="rgb24")):

@@ -99,6 +99,18 @@ class DavisFrames:
             self.masks.append(masks)
 
 
+def fit_within(image: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink an image and its mask so the longer side is at most ``max_side`` (never enlarge)."""
+    scale = max_side / max(image.shape[:2])
+    if scale >= 1:
+        return image, mask
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    return (
+        cv2.resize(image, size, interpolation=cv2.INTER_AREA),
+        cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST),
+    )
+
+
 class StaticImages:
     """Images + binary object masks (DUTS layout: images/<n>.jpg, masks/<n>.png, list.txt)."""
 
@@ -114,11 +126,7 @@ class StaticImages:
             mask = cv2.imread(str(root / "masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
             if bgr is None or mask is None:
                 continue
-            scale = max_side / max(bgr.shape[:2])
-            if scale < 1:
-                size = (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale))
-                bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-                mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+            bgr, mask = fit_within(bgr, mask, max_side)
             self.images.append(np.ascontiguousarray(bgr[:, :, ::-1]))
             self.masks.append((mask > 0).astype(np.uint8))
 

@@ -272,7 +272,11 @@ def _quiet_worker(_: int) -> None:
 
 
 def _batch_stream(
-    make_batch: Callable[[int], tuple[Batch, np.random.Generator]], start: int, end: int, workers: int
+    make_batch: Callable[[int], tuple[Batch, np.random.Generator]],
+    start: int,
+    end: int,
+    workers: int,
+    pin_memory: bool = False,
 ) -> Iterator[tuple[Batch, np.random.Generator]]:
     """The batches of steps ``start..end-1`` in order, built ahead of the training step.
 
@@ -282,12 +286,10 @@ def _batch_stream(
     if workers <= 0:
         pool = ThreadPoolExecutor(max_workers=1)  # cv2 releases the GIL: the next batch is built during this step
         try:
-            pending = pool.submit(make_batch, start) if start < end else None
+            pending = pool.submit(make_batch, start)
             for step in range(start, end):
-                assert pending is not None
-                batch = pending.result()
-                pending = pool.submit(make_batch, step + 1) if step + 1 < end else None
-                yield batch
+                current, pending = pending, pool.submit(make_batch, step + 1)
+                yield current.result()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         return
@@ -298,7 +300,7 @@ def _batch_stream(
         num_workers=workers,
         worker_init_fn=_quiet_worker,
         prefetch_factor=4,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=pin_memory,  # only worth it when the step runs on a GPU
         multiprocessing_context="fork",  # workers share the decoded frames instead of copying them
     )
     yield from loader
@@ -421,7 +423,7 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
         save_checkpoint(averaged, run_dir / "model.pt", {**metadata, "weights": f"EMA {cfg.ema_decay}"})
 
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
-    batches = _batch_stream(make_batch, step, end, cfg.loader_workers)
+    batches = _batch_stream(make_batch, step, end, cfg.loader_workers, pin_memory=torch_device.type == "cuda")
     last_save = time.monotonic()
     window: list[dict[str, float]] = []
     t_epoch = time.monotonic()
