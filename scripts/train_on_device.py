@@ -2,6 +2,11 @@
 """Train a config on a lent GPU machine inside a fixed wall-clock budget (one call of the device tool).
 
     python3 scripts/train_on_device.py CONFIG PACKED OUT --budget-s 420 [--override '{"batch_size": 8}']
+        [--unpacked DIR]
+
+Two runs can share one machine (the GPU is mostly idle; the batch builders set the pace): unpack
+once with ``unpack_training_data.py PACKED DIR``, then start each run with ``--unpacked DIR`` and
+half the ``loader_workers``.
 
 1. Unpack PACKED (``pack_training_data.py``'s output; held-out sequences were never packed).
 2. Point the config's data at it and its run folder at OUT/run (epoch exports land there, so a run
@@ -38,15 +43,17 @@ def main() -> None:
     parser.add_argument("--margin-s", type=float, default=25.0, help="kept free for the last export")
     parser.add_argument("--override", default="{}", help="JSON of config fields to replace (tests, dry runs)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--unpacked", type=Path, help="PACKED is already unpacked here: use it as is")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from vosctl.train.loop import TrainConfig, train
 
-    data = Path("/tmp/vosctl-data")
-    subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("unpack_training_data.py")), str(args.packed), str(data)],
-        check=True,
-    )
+    data = args.unpacked or Path("/tmp/vosctl-data")
+    if args.unpacked is None:
+        subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("unpack_training_data.py")), str(args.packed), str(data)],
+            check=True,
+        )
     cfg = TrainConfig.from_json(args.config)
     cfg = dataclasses.replace(
         cfg,

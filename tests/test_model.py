@@ -274,3 +274,31 @@ def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path: Path) -> None:
     other = SiamDMN(NetworkConfig(**{**SMALL.to_dict(), "mask_channels": 4}))
     with pytest.raises(CheckpointError, match="another architecture"):
         average_checkpoints([paths[0], save_checkpoint(other, tmp_path / "c.pt", {})])
+
+
+def test_dynamic_kernel_coordinates_do_not_depend_on_the_search_crop() -> None:
+    """A 192 px search crop keeps the coordinate scale a 128 px one was trained with (same template),
+    so the same kernels at the same cell paint the same mask over the common area."""
+    small, large = SMALL, NetworkConfig(template_size=SMALL.template_size, search_size=192)
+    assert small.coordinate_scale == large.coordinate_scale
+    assert NetworkConfig().coordinate_scale == NetworkConfig().mask_size  # shipped models: unchanged
+    torch.manual_seed(0)
+    params = torch.randn(1, small.num_dynamic_params)
+    location = torch.tensor([[3, 2]])
+    masks = []
+    for cfg in (small, large):
+        model = SiamDMN(cfg).eval()
+        features = torch.zeros(1, cfg.mask_channels, cfg.mask_size, cfg.mask_size)
+        with torch.no_grad():
+            masks.append(model.dynamic_mask(features, params, location))
+    side = small.mask_size
+    torch.testing.assert_close(masks[1][..., :side, :side], masks[0])
+
+
+def test_training_pairs_follow_the_network_search_window() -> None:
+    from vosctl.train.loop import pair_config_for
+
+    default = pair_config_for(NetworkConfig(), {})
+    assert default.search_factor == 2.0 and default.search_size == 256
+    smaller = pair_config_for(NetworkConfig(search_size=192), {"scale_jitter": 0.5})
+    assert smaller.search_factor == 1.5 and smaller.search_size == 192 and smaller.scale_jitter == 0.5

@@ -67,6 +67,16 @@ class NetworkConfig:
     def mask_size(self) -> int:
         return self.search_size // self.mask_stride
 
+    @property
+    def coordinate_scale(self) -> float:
+        """Divisor of the dynamic kernels' relative coordinates (mask-grid cells).
+
+        The mask grid of a search crop twice the template's size: the geometry every model so far
+        was trained at, so a smaller or larger search crop (or the full-frame ablation) keeps the
+        coordinate scale per pixel of object that the kernels learned.
+        """
+        return 2 * self.template_size / self.mask_stride
+
     def dynamic_param_shapes(self) -> list[tuple[int, int]]:
         """(out, in) of each dynamic 1x1 layer; input = mask features + 2 relative coordinates."""
         widths = [self.mask_channels + 2] + [self.dynamic_channels] * (self.dynamic_layers - 1) + [1]
@@ -268,10 +278,11 @@ class SiamDMN(nn.Module):
             centre_x = (location[:, 1].float() + 0.5) * ratio - 0.5
             ys = torch.arange(h, device=mask_features.device, dtype=torch.float32)
             xs = torch.arange(w, device=mask_features.device, dtype=torch.float32)
-            # Normalised by the crop's grid size (a constant), so larger inputs (the full-frame
-            # ablation) keep the coordinate scale the kernels were trained with, at either stride.
-            rel_y = (ys[None, :, None] - centre_y[:, None, None]) / cfg.mask_size
-            rel_x = (xs[None, None, :] - centre_x[:, None, None]) / cfg.mask_size
+            # Normalised by a constant tied to the template's size, not to this input's: larger
+            # inputs (the full-frame ablation) and other search crops keep the coordinate scale the
+            # kernels were trained with, at either stride.
+            rel_y = (ys[None, :, None] - centre_y[:, None, None]) / cfg.coordinate_scale
+            rel_x = (xs[None, None, :] - centre_x[:, None, None]) / cfg.coordinate_scale
             coords = torch.stack([rel_y.expand(n, h, w), rel_x.expand(n, h, w)], 1)
             x = torch.cat([mask_features, coords], 1).flatten(2)  # (N, C+2, h*w)
 

@@ -333,6 +333,18 @@ def heldout_j(
     return results
 
 
+def pair_config_for(network: NetworkConfig, pairs: dict[str, Any]) -> PairConfig:
+    """The training pairs' geometry for ``network``: its crop sizes, and the search window's side
+    relative to the template window's as the tracker sets it (``search_size / template_size``), so
+    training and tracking crop the same geometry whatever the search crop."""
+    return PairConfig(
+        template_size=network.template_size,
+        search_size=network.search_size,
+        search_factor=network.search_size / network.template_size,
+        **pairs,
+    )
+
+
 def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: int | None = None) -> Path:
     """Train (or resume) until ``cfg.steps``, or stop early at step ``stop_at`` (same schedule)."""
     torch_device = _select_device(device)
@@ -349,7 +361,7 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
         print(json.dumps(event), flush=True)
 
     model = SiamDMN(NetworkConfig(**cfg.network)).to(torch_device)
-    pair_cfg = PairConfig(template_size=model.config.template_size, search_size=model.config.search_size, **cfg.pairs)
+    pair_cfg = pair_config_for(model.config, cfg.pairs)
     step = 0
     optimizer = torch.optim.AdamW(
         [
