@@ -24,17 +24,21 @@ from vosctl.model.checkpoint import load_checkpoint
 from vosctl.threads import apply_thread_policy
 
 
-def measure(engine: Engine, objects: int, iters: int) -> float:
-    """Seconds per batched search forward (inputs already on the device; outputs copied back)."""
+def measure(engine: Engine, objects: int, iters: int, size: int | None = None) -> float:
+    """Seconds per batched search forward (inputs already on the device; outputs copied back).
+
+    ``size``: the search crop's side; None: the one the tracker uses with this model.
+    """
     cfg = engine.config
+    size = size or cfg.tracking_search_size
     device = engine.torch_device
     generator = torch.Generator().manual_seed(0)
-    search = (torch.rand(objects, 3, cfg.search_size, cfg.search_size, generator=generator) * 255).to(device)
+    search = (torch.rand(objects, 3, size, size, generator=generator) * 255).to(device)
     search = search.contiguous(memory_format=torch.channels_last)
     template = (torch.rand(objects, cfg.template_size, cfg.template_size, 3, generator=generator) * 255).byte()
     template_mask = torch.ones(objects, cfg.template_size, cfg.template_size)
     embedding = engine.embed(template.numpy(), template_mask.numpy())
-    prior = torch.zeros(objects, 1, cfg.search_size, cfg.search_size, device=device)
+    prior = torch.zeros(objects, 1, size, size, device=device)
     for _ in range(max(3, iters // 10)):  # warm-up: oneDNN / cuDNN kernel selection
         engine.search_tensors(search, embedding, prior, None)
     start = time.perf_counter()
@@ -43,17 +47,18 @@ def measure(engine: Engine, objects: int, iters: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def measure_host(engine: Engine, objects: int, iters: int) -> float:
+def measure_host(engine: Engine, objects: int, iters: int, size: int | None = None) -> float:
     """Seconds per search from host (numpy) crops, as the CPU tracker calls it: comparable across engines."""
     import numpy as np
 
     cfg = engine.config
+    size = size or cfg.tracking_search_size
     rng = np.random.default_rng(0)
-    search = rng.integers(0, 256, (objects, cfg.search_size, cfg.search_size, 3), dtype=np.uint8)
+    search = rng.integers(0, 256, (objects, size, size, 3), dtype=np.uint8)
     template = rng.integers(0, 256, (objects, cfg.template_size, cfg.template_size, 3), dtype=np.uint8)
     embedding = engine.embed(template, np.ones((objects, cfg.template_size, cfg.template_size), np.float32))
-    prior = np.zeros((objects, cfg.search_size, cfg.search_size), np.uint8)
-    bias = np.zeros((objects, 1, cfg.score_size, cfg.score_size), np.float32)
+    prior = np.zeros((objects, size, size), np.uint8)
+    bias = np.zeros((objects, 1, size // cfg.feature_stride, size // cfg.feature_stride), np.float32)
     for _ in range(max(3, iters // 10)):
         engine.search(search, embedding, prior, bias)
     start = time.perf_counter()
@@ -87,6 +92,7 @@ def main() -> None:
     parser.add_argument("--objects", default="1,2,4")
     parser.add_argument("--precisions", default=None, help="default: fp32,bf16 (+fp16 on CUDA)")
     parser.add_argument("--onnx", action="store_true", help="also compare ONNX Runtime with torch fp32 (CPU)")
+    parser.add_argument("--search-size", type=int, help="search crop side; default: the one the tracker uses")
     args = parser.parse_args()
     threads = apply_thread_policy(args.threads)
     device = pick_device(args.device)
@@ -111,9 +117,10 @@ def main() -> None:
     for precision in precisions:
         engine = Engine(model, device=str(device), precision=precision, capabilities=capabilities)
         for objects in (int(o) for o in args.objects.split(",")):
-            seconds = measure(engine, objects, args.iters)
+            seconds = measure(engine, objects, args.iters, args.search_size)
             rows.append(
                 {
+                    "search_size": args.search_size or model.config.tracking_search_size,
                     "precision": precision,
                     "auto_choice": precision == auto,
                     "objects": objects,

@@ -100,6 +100,7 @@ def run_job(
     device: str = "cpu",
     threads: int | None = None,
     engine: str = "torch",
+    search_size: int | None = None,
     **flags: bool,
 ) -> dict:
     from vosctl.jobs.segment import SegmentOptions, run_segment
@@ -112,6 +113,7 @@ def run_job(
         device=device,
         threads=threads,
         engine=engine,
+        search_size=search_size,
         force=True,
         quiet=True,
         **flags,
@@ -137,7 +139,7 @@ def speed(args: argparse.Namespace) -> None:
         root = Path(tmp)
         rows = []
         counts = [int(o) for o in args.objects.split(",")]
-        run = {"device": args.device, "threads": args.threads}
+        run = {"device": args.device, "threads": args.threads, "search_size": args.search_size}
         for objects in counts:
             video = root / f"v{objects}.mp4"
             truth = synth_video(video, args.frames, objects)
@@ -336,6 +338,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="default: the vosctl thread policy")
     parser.add_argument("--objects", default=None, help="default: 1,3 (speed), 1,4 (resolution)")
     parser.add_argument("--engines", default=None, help="speed: also compare engines end to end, e.g. torch,onnx")
+    parser.add_argument("--search-size", type=int, default=None, help="speed: the search crop (default: the model's)")
     args = parser.parse_args()
     if args.mode == "speed":
         args.frames, args.objects = args.frames or 300, args.objects or "1,3"

@@ -169,3 +169,16 @@ def test_start_frame_keeps_input_frame_numbers(tmp_path) -> None:
     assert names[0] == "00004.png" and names[-1] == "00011.png" and len(names) == 8
     last = np.array(Image.open(tmp_path / "v_vos" / "masks" / "00011.png"))
     assert iou(last == 1, truth[11] == 1) > 0.7
+
+
+def test_search_size_option(clip, tmp_path) -> None:
+    """--search-size resamples the same search window: a smaller crop still follows the square."""
+    video, mask, truth = clip
+    out = tmp_path / "small"
+    run = vosctl("segment", str(video), "--mask", str(mask), "-o", str(out), "--png", "--search-size", "192")
+    assert run.returncode == 0, run.stderr
+    last = np.array(Image.open(sorted((out / "masks").iterdir())[-1]))
+    assert iou(last == 1, truth[-1] == 1) > 0.7
+    bad = vosctl("segment", str(video), "--mask", str(mask), "-o", str(tmp_path / "bad"), "--search-size", "200")
+    assert bad.returncode == 2 and "multiple of 16" in bad.stderr
+    assert not (tmp_path / "bad").exists()

@@ -302,3 +302,13 @@ def test_training_pairs_follow_the_network_search_window() -> None:
     assert default.search_factor == 2.0 and default.search_size == 256
     smaller = pair_config_for(NetworkConfig(search_size=192), {"scale_jitter": 0.5})
     assert smaller.search_factor == 1.5 and smaller.search_size == 192 and smaller.scale_jitter == 0.5
+
+
+def test_inference_crop_is_not_the_training_crop() -> None:
+    from vosctl.train.loop import pair_config_for
+
+    cfg = NetworkConfig(inference_search_size=288)
+    assert cfg.tracking_search_size == 288 and cfg.window_factor == 2.0
+    assert NetworkConfig().tracking_search_size == 256
+    pairs = pair_config_for(cfg, {})
+    assert pairs.search_size == 256 and pairs.search_factor == 2.0  # training keeps the trained crop

@@ -151,3 +151,18 @@ def test_a_lost_object_does_not_change_the_others(segmenter) -> None:
     for i in lost_frames:
         assert iou(both[i].labels == 1, alone[i].labels == 1) >= 0.99, i
         assert iou(both[i].labels == 1, truth[i] == 1) >= 0.8, i
+
+
+def test_search_crop_override_keeps_the_window() -> None:
+    """SegmenterConfig.search_size changes the crop's resolution, never the window it covers."""
+    from vosctl import Segmenter, SegmenterConfig
+
+    default = Segmenter.from_pretrained("default", device="cpu")
+    assert default.search_size == 288 and default.search_factor == 2.0  # v5: trained at 256, run at 288
+    smaller = Segmenter.from_pretrained("default", device="cpu", config=SegmenterConfig(search_size=192))
+    assert smaller.search_size == 192 and smaller.score_size == 12 and smaller.search_factor == 2.0
+    frames, truth = moving_square()
+    results = list(smaller.track(frames, labels=truth[0]))
+    assert np.mean([iou(r.labels == 1, t == 1) for r, t in zip(results[1:], truth[1:])]) >= 0.8
+    with pytest.raises(ValueError, match="multiple of 16"):
+        Segmenter.from_pretrained("default", device="cpu", config=SegmenterConfig(search_size=200))

@@ -83,6 +83,10 @@ class SegmenterConfig:
     engine: str = "torch"
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    # Search crop side (pixels, a multiple of 16) the search window is resampled to; None: the
+    # model's own (NetworkConfig.tracking_search_size). Larger = finer masks and slower (cost ~ side^2);
+    # the window itself does not change.
+    search_size: int | None = None
 
 
 @dataclass
@@ -161,11 +165,15 @@ class Segmenter:
         self.model_name = model_name
         self.metadata: dict = {}
         net = model.config
-        self.search_size = net.search_size
+        self.search_size = self.config.search_size or net.tracking_search_size
+        if self.search_size % net.feature_stride or self.search_size < 4 * net.feature_stride:
+            raise ValueError(
+                f"search_size must be a multiple of {net.feature_stride} and at least 64, got {self.search_size}"
+            )
         self.template_size = net.template_size
-        self.score_size = net.score_size
+        self.score_size = self.search_size // net.feature_stride
         self.has_presence_head = bool(getattr(net, "presence_head", False))
-        self.search_factor = net.search_size / net.template_size
+        self.search_factor = net.window_factor  # the trained window; search_size only resamples it
         self._bias_cache: dict[tuple[int, int], np.ndarray] = {}
 
     @classmethod

@@ -74,6 +74,7 @@ class BenchmarkOptions:
     model: str = "default"
     device: str = "auto"
     full_frame: bool = False
+    search_size: int | None = None  # search crop side (SegmenterConfig.search_size); None: the model's
     threads: int | None = None  # CPU threads (vosctl.threads); None: OMP_NUM_THREADS, else the free cores
     quiet: bool = False
     prompt: str = "mask"  # "mask": the first annotation; "box": each object's box of it (SiamMask's protocol)
@@ -392,7 +393,7 @@ def _load_segmenter(options: BenchmarkOptions) -> Any:
     return Segmenter.from_pretrained(
         options.model,
         device=options.device,
-        config=SegmenterConfig(full_frame=options.full_frame),
+        config=SegmenterConfig(full_frame=options.full_frame, search_size=options.search_size),
         threads=options.threads,
     )
 
@@ -540,7 +541,7 @@ def segment_and_score_task(task: SequenceTask) -> dict[str, Any]:
         options = dataclasses.replace(options, threads=worker_threads())
     try:
         segmenter = worker_cached(
-            ("segmenter", options.model, options.device, options.full_frame, options.threads),
+            ("segmenter", options.model, options.device, options.full_frame, options.search_size, options.threads),
             lambda: _load_segmenter(options),
         )
         timing = SegmentationTiming()

@@ -157,6 +157,7 @@ def fingerprint(options: SegmentOptions, plan: JobPlan) -> dict[str, Any]:
         "alpha_format": options.alpha_format,
         "model": options.model,
         "full_frame": options.full_frame,
+        "search_size": options.search_size,
         "engine": options.engine,
     }
 
@@ -329,7 +330,15 @@ def run_job_task(task: JobTask) -> dict[str, Any]:
         # The worker's share of the cores, not a count the segmenter would pick for itself.
         options = dataclasses.replace(options, threads=worker_threads())
     try:
-        key = ("segmenter", options.model, options.device, options.full_frame, options.engine, options.threads)
+        key = (
+            "segmenter",
+            options.model,
+            options.device,
+            options.full_frame,
+            options.search_size,
+            options.engine,
+            options.threads,
+        )
         segmenter = worker_cached(key, lambda: load_segmenter(options))
         summary = run_one(task.plan, options, _Counted(segmenter))
         write_marker(task.plan, task.fingerprint, summary)

@@ -56,6 +56,7 @@ class SegmentOptions:
     box_at: list[str] = field(default_factory=list)  # "FRAME:X,Y,W,H[:ID]"
     direction: str = "forward"  # forward | backward | both, from --start-frame
     full_frame: bool = False
+    search_size: int | None = None  # search crop side (SegmenterConfig.search_size); None: the model's
     threads: int | None = None  # CPU threads (vosctl.threads); None: OMP_NUM_THREADS, else the free cores
     engine: str = "torch"  # torch, onnx (ONNX Runtime on CPU) or auto (SegmenterConfig.engine)
     force: bool = False
@@ -440,7 +441,7 @@ def load_segmenter(options: SegmentOptions) -> Any:
     return Segmenter.from_pretrained(
         options.model,
         device=options.device,
-        config=SegmenterConfig(full_frame=options.full_frame, engine=options.engine),
+        config=SegmenterConfig(full_frame=options.full_frame, engine=options.engine, search_size=options.search_size),
         threads=options.threads,
     )
 

@@ -50,6 +50,10 @@ class NetworkConfig:
     # with the backbone's ``features[1]`` (finer boundaries for large, downscaled objects).
     mask_stride: int = 4
     presence_head: bool = False  # a learned "is the object in this crop" output (extras["presence"])
+    # The search crop the tracker resamples the search window to, where it is not ``search_size``:
+    # the same window (``window_factor``), finer or coarser. A property of the shipped model, chosen
+    # on training sequences (model card); training always uses ``search_size``. None: search_size.
+    inference_search_size: int | None = None
 
     @property
     def feature_stride(self) -> int:
@@ -66,6 +70,16 @@ class NetworkConfig:
     @property
     def mask_size(self) -> int:
         return self.search_size // self.mask_stride
+
+    @property
+    def window_factor(self) -> float:
+        """Search window side / template window side, as trained (SiamMask's 2 for 256 / 128)."""
+        return self.search_size / self.template_size
+
+    @property
+    def tracking_search_size(self) -> int:
+        """The search crop the tracker uses by default."""
+        return self.inference_search_size or self.search_size
 
     @property
     def coordinate_scale(self) -> float:

@@ -340,7 +340,7 @@ def pair_config_for(network: NetworkConfig, pairs: dict[str, Any]) -> PairConfig
     return PairConfig(
         template_size=network.template_size,
         search_size=network.search_size,
-        search_factor=network.search_size / network.template_size,
+        search_factor=network.window_factor,
         **pairs,
     )
 
