@@ -33,7 +33,7 @@ ModelOption = Annotated[
     str,
     typer.Option(
         "--model",
-        help="Model name in models/ (default: v5, the most accurate; v5-fast: ~1.3x faster, a little "
+        help="Model name in models/ (default: v5, the most accurate; v5-fast: 1.2-1.6x faster, a little "
         "less accurate; v3, v2, v1 for comparison) or a checkpoint path.",
     ),
 ]
