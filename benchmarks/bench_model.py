@@ -24,13 +24,9 @@ from vosctl.model.checkpoint import load_checkpoint
 from vosctl.threads import apply_thread_policy
 
 
-def measure(engine: Engine, objects: int, iters: int, size: int | None = None) -> float:
-    """Seconds per batched search forward (inputs already on the device; outputs copied back).
-
-    ``size``: the search crop's side; None: the one the tracker uses with this model.
-    """
+def measure(engine: Engine, objects: int, iters: int, size: int) -> float:
+    """Seconds per batched search forward of ``size`` x ``size`` crops (inputs on the device; outputs copied back)."""
     cfg = engine.config
-    size = size or cfg.tracking_search_size
     device = engine.torch_device
     generator = torch.Generator().manual_seed(0)
     search = (torch.rand(objects, 3, size, size, generator=generator) * 255).to(device)
@@ -47,12 +43,11 @@ def measure(engine: Engine, objects: int, iters: int, size: int | None = None) -
     return (time.perf_counter() - start) / iters
 
 
-def measure_host(engine: Engine, objects: int, iters: int, size: int | None = None) -> float:
+def measure_host(engine: Engine, objects: int, iters: int, size: int) -> float:
     """Seconds per search from host (numpy) crops, as the CPU tracker calls it: comparable across engines."""
     import numpy as np
 
     cfg = engine.config
-    size = size or cfg.tracking_search_size
     rng = np.random.default_rng(0)
     search = rng.integers(0, 256, (objects, size, size, 3), dtype=np.uint8)
     template = rng.integers(0, 256, (objects, cfg.template_size, cfg.template_size, 3), dtype=np.uint8)
@@ -67,7 +62,7 @@ def measure_host(engine: Engine, objects: int, iters: int, size: int | None = No
     return (time.perf_counter() - start) / iters
 
 
-def compare_onnx(model, threads: int, objects: list[int], iters: int) -> None:
+def compare_onnx(model, threads: int, objects: list[int], iters: int, size: int) -> None:
     """torch fp32 vs ONNX Runtime on CPU, interleaved per object count so load drifts hit both alike."""
     from vosctl.onnx_engine import OrtEngine
 
@@ -76,8 +71,8 @@ def compare_onnx(model, threads: int, objects: list[int], iters: int) -> None:
     print(json.dumps({"onnx_export_and_load_s": round(time.perf_counter() - start, 1), "cache": str(ort_engine.path)}))
     torch_engine = Engine(model, device="cpu", precision="fp32")
     for count in objects:
-        t_torch = measure_host(torch_engine, count, iters)
-        t_ort = measure_host(ort_engine, count, iters)
+        t_torch = measure_host(torch_engine, count, iters, size)
+        t_ort = measure_host(ort_engine, count, iters, size)
         row = {"objects": count, "torch_fp32_ms": round(t_torch * 1000, 2), "onnxruntime_ms": round(t_ort * 1000, 2)}
         row["onnx_vs_torch_time"] = round(t_ort / t_torch, 3)
         print(json.dumps(row), flush=True)
@@ -113,14 +108,15 @@ def main() -> None:
         flush=True,
     )
     model, meta = load_checkpoint(args.model)
+    size = args.search_size or model.config.tracking_search_size  # the crop the tracker would use
     rows = []
     for precision in precisions:
         engine = Engine(model, device=str(device), precision=precision, capabilities=capabilities)
         for objects in (int(o) for o in args.objects.split(",")):
-            seconds = measure(engine, objects, args.iters, args.search_size)
+            seconds = measure(engine, objects, args.iters, size)
             rows.append(
                 {
-                    "search_size": args.search_size or model.config.tracking_search_size,
+                    "search_size": size,
                     "precision": precision,
                     "auto_choice": precision == auto,
                     "objects": objects,
@@ -130,7 +126,7 @@ def main() -> None:
             )
             print(json.dumps(rows[-1]), flush=True)
     if args.onnx:
-        compare_onnx(model, threads, [int(o) for o in args.objects.split(",")], args.iters)
+        compare_onnx(model, threads, [int(o) for o in args.objects.split(",")], args.iters, size)
     print(
         json.dumps(
             {"model": meta.get("name"), "device": str(device), "threads": threads, "auto": auto, "results": rows}

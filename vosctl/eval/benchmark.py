@@ -387,14 +387,17 @@ class _EmptyTrack:
             yield _EmptyResult(np.zeros(self.shape, np.uint8))
 
 
+def _segmenter_config(options: BenchmarkOptions) -> Any:
+    from vosctl.tracker import SegmenterConfig
+
+    return SegmenterConfig(full_frame=options.full_frame, search_size=options.search_size)
+
+
 def _load_segmenter(options: BenchmarkOptions) -> Any:
-    from vosctl.tracker import Segmenter, SegmenterConfig
+    from vosctl.tracker import Segmenter
 
     return Segmenter.from_pretrained(
-        options.model,
-        device=options.device,
-        config=SegmenterConfig(full_frame=options.full_frame, search_size=options.search_size),
-        threads=options.threads,
+        options.model, device=options.device, config=_segmenter_config(options), threads=options.threads
     )
 
 
@@ -541,7 +544,8 @@ def segment_and_score_task(task: SequenceTask) -> dict[str, Any]:
         options = dataclasses.replace(options, threads=worker_threads())
     try:
         segmenter = worker_cached(
-            ("segmenter", options.model, options.device, options.full_frame, options.search_size, options.threads),
+            # The whole tracker configuration in the key (as batch workers do), not a list of its fields.
+            ("segmenter", options.model, options.device, options.threads, repr(_segmenter_config(options))),
             lambda: _load_segmenter(options),
         )
         timing = SegmentationTiming()

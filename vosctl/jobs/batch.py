@@ -323,22 +323,16 @@ def run_job_task(task: JobTask) -> dict[str, Any]:
     Returns ``{"summary": {...}}`` or ``{"error": "...", "exit_code": n}``.
     """
     from vosctl.jobs.pool import worker_cached, worker_threads
-    from vosctl.jobs.segment import load_segmenter, run_one
+    from vosctl.jobs.segment import load_segmenter, run_one, segmenter_config
 
     options = task.options
     if options.threads is None and worker_threads() is not None:
         # The worker's share of the cores, not a count the segmenter would pick for itself.
         options = dataclasses.replace(options, threads=worker_threads())
     try:
-        key = (
-            "segmenter",
-            options.model,
-            options.device,
-            options.full_frame,
-            options.search_size,
-            options.engine,
-            options.threads,
-        )
+        # Keyed by the whole tracker configuration (its repr: the dataclass is not hashable), so an
+        # option added to it can never be served by a segmenter loaded for other settings.
+        key = ("segmenter", options.model, options.device, options.threads, repr(segmenter_config(options)))
         segmenter = worker_cached(key, lambda: load_segmenter(options))
         summary = run_one(task.plan, options, _Counted(segmenter))
         write_marker(task.plan, task.fingerprint, summary)

@@ -434,15 +434,19 @@ def _commit(staging: Path, plan: JobPlan, force: bool) -> None:
         os.replace(src, dst)
 
 
+def segmenter_config(options: SegmentOptions) -> Any:
+    """The tracker configuration these options ask for (also the batch workers' cache key)."""
+    from vosctl.tracker import SegmenterConfig
+
+    return SegmenterConfig(full_frame=options.full_frame, engine=options.engine, search_size=options.search_size)
+
+
 def load_segmenter(options: SegmentOptions) -> Any:
     """The segmenter a job runs with (batch workers load it once and keep it)."""
-    from vosctl.tracker import Segmenter, SegmenterConfig
+    from vosctl.tracker import Segmenter
 
     return Segmenter.from_pretrained(
-        options.model,
-        device=options.device,
-        config=SegmenterConfig(full_frame=options.full_frame, engine=options.engine, search_size=options.search_size),
-        threads=options.threads,
+        options.model, device=options.device, config=segmenter_config(options), threads=options.threads
     )
 
 
