@@ -22,7 +22,6 @@ Owner: throughput issue (#9).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vosctl.engine import Engine, SearchResult
+from vosctl.engine import Engine, SearchGraph, SearchResult, template_fields
 from vosctl.model.network import SiamDMN, TemplateEmbedding
 
 EXPORT_VERSION = 2  # bump when SearchGraph's inputs, outputs or post-processing change
@@ -45,30 +44,6 @@ def cache_dir() -> Path:
     """Where exported models are kept: ``$XDG_CACHE_HOME/vosctl/onnx`` (default ``~/.cache``)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "vosctl" / "onnx"
-
-
-def template_fields() -> list[str]:
-    return [f.name for f in dataclasses.fields(TemplateEmbedding)]
-
-
-class SearchGraph(nn.Module):
-    """forward_search + the engine's post-processing, with plain tensor inputs and outputs (exportable)."""
-
-    def __init__(self, model: SiamDMN) -> None:
-        super().__init__()
-        self.model = model
-        self.fields = template_fields()
-
-    def forward(self, search: torch.Tensor, prior: torch.Tensor, score_bias: torch.Tensor, *template: torch.Tensor):
-        embedding = TemplateEmbedding(**dict(zip(self.fields, template)))
-        out = self.model.forward_search(search, embedding, prior, score_bias=score_bias)
-        n = search.shape[0]
-        rows, cols = out.location[:, 0], out.location[:, 1]
-        peak = torch.sigmoid(out.score[torch.arange(n), 0, rows, cols].float())
-        presence = out.extras.get("presence")
-        presence = peak if presence is None else torch.sigmoid(presence.float()).reshape(n)
-        mask_prob = torch.sigmoid(out.mask_logits.float())[:, 0]
-        return mask_prob, peak, out.extras["similarity"].float(), presence
 
 
 def _xcorr_exportable(search: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
