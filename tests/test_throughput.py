@@ -410,3 +410,105 @@ def test_onnx_engine_matches_torch() -> None:
         got = ort_engine.search(search, embedding, prior, bias)
         for name in ("mask_prob", "peak", "similarity", "presence"):
             np.testing.assert_allclose(getattr(got, name), getattr(expected, name), atol=2e-5, err_msg=name)
+
+
+# ----------------------------------------------------------------------------- traces and write-behind
+
+
+def test_write_behind_keeps_order_and_hands_back_errors() -> None:
+    import threading
+    import time
+
+    from vosctl.prefetch import write_behind
+
+    before = threading.active_count()
+    seen: list[int] = []
+    with write_behind(depth=2) as submit:
+        for i in range(50):
+            submit(seen.append, i)
+    assert seen == list(range(50))  # every write has run when the block ends
+
+    written: list[int] = []
+
+    def write(i: int) -> None:
+        if i == 3:
+            raise OSError(28, "No space left on device")
+        written.append(i)
+
+    with pytest.raises(OSError, match="No space left"):
+        with write_behind(depth=1) as submit:
+            for i in range(100):
+                submit(write, i)
+    assert written == [0, 1, 2]  # nothing after the failed write
+
+    # The caller fails: writes still queued are skipped, and the thread has ended when the block exits.
+    skipped: list[int] = []
+    with pytest.raises(RuntimeError, match="tracker failed"):
+        with write_behind(depth=4) as submit:
+            submit(time.sleep, 0.05)
+            submit(skipped.append, 1)
+            raise RuntimeError("tracker failed")
+    assert skipped == []
+    assert threading.active_count() <= before
+
+    inline: list[str] = []
+    with write_behind(enabled=False) as submit:
+        submit(lambda: inline.append(threading.current_thread().name))
+    assert inline == [threading.current_thread().name]
+
+
+def _random_inputs(engine, objects: int, size: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    t = engine.config.template_size
+    template = rng.integers(0, 256, (objects, t, t, 3), dtype=np.uint8)
+    masks = np.zeros((objects, t, t), np.float32)
+    masks[:, t // 4 : 3 * t // 4, t // 4 : 3 * t // 4] = 1.0
+    search = rng.integers(0, 256, (objects, size, size, 3), dtype=np.uint8)
+    prior = np.zeros((objects, size, size), np.uint8)
+    prior[:, size // 3 : 2 * size // 3, size // 3 : 2 * size // 3] = 255
+    bias = rng.normal(0, 1, (objects, 1, size // 16, size // 16)).astype(np.float32)
+    return template, masks, search, prior, bias
+
+
+def test_traced_engine_matches_eager_and_traces_each_shape_once() -> None:
+    import torch
+
+    from vosctl.engine import TRACE_CACHE_SIZE, Engine
+    from vosctl.model.network import NetworkConfig, SiamDMN
+
+    torch.manual_seed(0)
+    model = SiamDMN(NetworkConfig(template_size=64, search_size=128, mask_stride=2, presence_head=True)).eval()
+    traced = Engine(model, device="cpu", precision="fp32")
+    eager = Engine(model, device="cpu", precision="fp32", trace=False)
+    assert traced.trace and not eager.trace
+    for objects, size in ((1, 128), (2, 128), (1, 160)):
+        template, masks, search, prior, bias = _random_inputs(traced, objects, size, seed=objects)
+        for use in range(3):  # eager at the first use of a shape, traced from the second
+            emb_t, emb_e = traced.embed(template, masks), eager.embed(template, masks)
+            torch.testing.assert_close(emb_t.kernel, emb_e.kernel)
+            a = traced.search(search, emb_t, prior, bias if use != 2 else None)
+            b = eager.search(search, emb_e, prior, bias if use != 2 else None)
+            np.testing.assert_allclose(a.mask_prob, b.mask_prob, atol=1e-4)
+            for field in ("peak", "similarity", "presence"):
+                np.testing.assert_allclose(getattr(a, field), getattr(b, field), atol=1e-4)
+    assert 3 <= len(traced._traces) <= TRACE_CACHE_SIZE  # the three search shapes, a few embeds
+    for size in range(64, 64 + 16 * (TRACE_CACHE_SIZE + 3), 16):  # many shapes: the cache stays bounded
+        template, masks, search, prior, bias = _random_inputs(traced, 1, size)
+        embedding = traced.embed(template, masks)
+        for _ in range(2):
+            traced.search(search, embedding, prior, bias)
+    assert len(traced._traces) == TRACE_CACHE_SIZE
+
+
+def test_tracker_gives_the_same_masks_traced_or_eager() -> None:
+    from vosctl import Segmenter
+
+    frames, truth = crossing_shapes(frames=12)
+    runs = []
+    for trace in (True, False):
+        segmenter = Segmenter.from_pretrained("default", device="cpu")
+        segmenter.engine.trace = trace
+        runs.append([r.labels for r in segmenter.track(frames, labels=truth[0])])
+    disagreement = [np.mean(a != b) for a, b in zip(*runs)]
+    assert max(disagreement) < 1e-3, disagreement
+    assert np.mean([iou(a > 0, t > 0) for a, t in zip(runs[0][1:], truth[1:])]) > 0.5

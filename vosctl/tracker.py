@@ -142,7 +142,7 @@ class Segmenter:
         model_name: str = "custom",
         threads: int | None = None,
     ) -> None:
-        from vosctl.threads import applied_threads, apply_thread_policy
+        from vosctl.threads import applied_threads, apply_thread_policy, available_cores
 
         # An explicit count is applied here; the default rule is applied by from_pretrained (the
         # entry point of the CLI and of most users), not here, so code that builds a Segmenter
@@ -157,7 +157,9 @@ class Segmenter:
             self.engine = make_engine(model, self.config.engine, device, self.config.precision, self.threads)
         # CUDA: crops are made on the device from one upload of the frame (through a pinned buffer).
         self._on_device = self.engine.torch_device.type == "cuda"
-        self.prefetch_decode = self._on_device  # jobs decode ahead in a thread (vosctl.prefetch) on CUDA
+        # Jobs decode ahead of and write behind the tracker in threads (vosctl.prefetch): on CUDA the
+        # decode overlaps the device; on a CPU with a second core, I/O runs beside the network.
+        self.prefetch_decode = self.write_behind = self._on_device or available_cores() > 1
         self._pinned = None
         self.torch_device = self.engine.torch_device
         self.device = self.engine.device

@@ -29,7 +29,7 @@ from vosctl.io.atomic import (
     writable_problem,
 )
 from vosctl.jobs.signals import Terminated, graceful_termination, report_interruption, signals_deferred
-from vosctl.prefetch import prefetch
+from vosctl.prefetch import prefetch, write_behind
 from vosctl.results import Timing
 
 ALPHA_FORMATS = {"prores": "alpha.mov", "webm": "alpha.webm", "png": "alpha", "gray": "alpha.mp4"}
@@ -254,10 +254,11 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
             total = _expected_frames(source.frame_count, options)
             show = not options.quiet and sys.stderr.isatty()
             progress = _progress(total, plan.input_path.name, show)
-            # Forward, the tracker reads the frames through _timed so decode time is taken out of
-            # segment_fps (vosctl.results.FPS_DEFINITION); on CUDA decode also runs ahead in a thread
+            # Forward, the tracker reads the frames through _timed so the wait for decoded frames is
+            # taken out of segment_fps (vosctl.results.FPS_DEFINITION); decode runs ahead in a thread
             # (vosctl.prefetch). Backward / both: the tracker reads the source itself (backward in
             # chunks), decode cannot be told apart: segment_fps includes it and decode_fps is null.
+            # The sinks write behind in another thread, so decode, segment and write overlap.
             timing = Timing()
             decode = [0.0]
             frames_in: Any = source
@@ -271,25 +272,19 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
             results = segmenter.track(
                 frames_in, prompts=prompts, direction=options.direction, start_frame=options.start_frame
             )
-            for frame, result in in_frame_order(results, source, staging / ".passes"):
-                in_tracker += time.perf_counter() - t_seg
-                for sink in sinks:
-                    if isinstance(sink, TrackSink):  # which pass produced the frame, where prompts were applied
-                        sink.write(
-                            frame.index, frame.rgb, result.labels, result.objects,
-                            time=frame.timestamp, extra=_track_extra(result),
-                        )  # fmt: skip
-                    else:
-                        sink.write(frame.index, frame.rgb, result.labels, result.objects, time=frame.timestamp)
-                for object_id, info in result.objects.items():
-                    lost.setdefault(object_id, 0)
-                    if info.lost:
-                        lost[object_id] += 1
-                count += 1
-                if progress is not None:
-                    elapsed = time.perf_counter() - started
-                    progress.update(progress.task_ids[0], advance=1, fps=count / max(elapsed, 1e-6))
-                t_seg = time.perf_counter()
+            with write_behind(enabled=getattr(segmenter, "write_behind", False)) as submit:
+                for frame, result in in_frame_order(results, source, staging / ".passes"):
+                    in_tracker += time.perf_counter() - t_seg
+                    submit(_write_frame, sinks, frame, result)
+                    for object_id, info in result.objects.items():
+                        lost.setdefault(object_id, 0)
+                        if info.lost:
+                            lost[object_id] += 1
+                    count += 1
+                    if progress is not None:
+                        elapsed = time.perf_counter() - started
+                        progress.update(progress.task_ids[0], advance=1, fps=count / max(elapsed, 1e-6))
+                    t_seg = time.perf_counter()
             if count == 0 and source.damage is not None:  # --allow-partial, but nothing decoded
                 raise InputError(f"video {plan.input_path} is truncated or damaged: {source.damage}")
             if count == 0:
@@ -349,6 +344,19 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
         "engine": getattr(getattr(segmenter, "engine", None), "backend", None),
         "threads": getattr(segmenter, "threads", None),
     }
+
+
+def _write_frame(sinks: list[Any], frame: Any, result: Any) -> None:
+    """One frame into every sink (run behind the tracker, in frame order, by vosctl.prefetch.write_behind)."""
+    from vosctl.io import TrackSink
+
+    for sink in sinks:
+        if isinstance(sink, TrackSink):  # which pass produced the frame, where prompts were applied
+            sink.write(
+                frame.index, frame.rgb, result.labels, result.objects, time=frame.timestamp, extra=_track_extra(result)
+            )
+        else:
+            sink.write(frame.index, frame.rgb, result.labels, result.objects, time=frame.timestamp)
 
 
 def _write_error(error: OSError, plan: JobPlan) -> VosctlError:
