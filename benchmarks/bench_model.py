@@ -1,14 +1,16 @@
 """Network cost per frame in every precision, and which one ``precision="auto"`` picks here.
 
     python benchmarks/bench_model.py [--model default] [--threads N] [--iters 100] [--device cpu]
-                                     [--objects 1,2,4] [--precisions fp32,bf16] [--onnx]
+                                     [--objects 1,2,4] [--precisions fp32,bf16] [--onnx] [--eager]
 
 Runs the tracker's engine (BN-fused model, channels-last, autocast as the tracker uses it) on
 random search crops, for 1, 2 and 4 objects, in fp32 and bf16 (and fp16 on CUDA) whether or not
 the hardware has them natively, so the cost of an emulated precision is visible. The template
 branch runs once per object at the first frame and is excluded, as in tracking. The first line
 says what "auto" chose and why (the capabilities it saw); then one JSON line per case with
-milliseconds per forward (outputs copied to the host, as the tracker needs them) and fps.
+milliseconds per forward (outputs copied to the host, as the tracker needs them) and fps. On CPU
+in fp32 the engine runs its TorchScript traces (``engine: traced``); ``--eager`` times the eager
+engine beside it, interleaved.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def main() -> None:
     parser.add_argument("--precisions", default=None, help="default: fp32,bf16 (+fp16 on CUDA)")
     parser.add_argument("--onnx", action="store_true", help="also compare ONNX Runtime with torch fp32 (CPU)")
     parser.add_argument("--search-size", type=int, help="search crop side; default: the one the tracker uses")
+    parser.add_argument("--eager", action="store_true", help="also time the eager engine beside the traced one")
     args = parser.parse_args()
     threads = apply_thread_policy(args.threads)
     device = pick_device(args.device)
@@ -111,20 +114,26 @@ def main() -> None:
     size = args.search_size or model.config.tracking_search_size  # the crop the tracker would use
     rows = []
     for precision in precisions:
-        engine = Engine(model, device=str(device), precision=precision, capabilities=capabilities)
+        engines = {"traced": Engine(model, device=str(device), precision=precision, capabilities=capabilities)}
+        if not engines["traced"].trace:  # traces are made on CPU in fp32 only
+            engines = {"eager": engines["traced"]}
+        elif args.eager:
+            engines["eager"] = Engine(model, str(device), precision, capabilities, trace=False)
         for objects in (int(o) for o in args.objects.split(",")):
-            seconds = measure(engine, objects, args.iters, size)
-            rows.append(
-                {
-                    "search_size": size,
-                    "precision": precision,
-                    "auto_choice": precision == auto,
-                    "objects": objects,
-                    "ms_per_frame": round(seconds * 1000, 2),
-                    "fps": round(1 / seconds, 1),
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
+            for mode, engine in engines.items():  # interleaved per object count: drifts hit both alike
+                seconds = measure(engine, objects, args.iters, size)
+                rows.append(
+                    {
+                        "search_size": size,
+                        "precision": precision,
+                        "auto_choice": precision == auto,
+                        "engine": mode,
+                        "objects": objects,
+                        "ms_per_frame": round(seconds * 1000, 2),
+                        "fps": round(1 / seconds, 1),
+                    }
+                )
+                print(json.dumps(rows[-1]), flush=True)
     if args.onnx:
         compare_onnx(model, threads, [int(o) for o in args.objects.split(",")], args.iters, size)
     print(

@@ -4,6 +4,8 @@
                                                   [--device cpu|cuda] [--threads N] [--engines torch,onnx]
     python benchmarks/bench_segment.py memory     [--short 1000] [--long 10000]
     python benchmarks/bench_segment.py resolution [--frames 60] [--objects 1,4] [--threads N]
+    python benchmarks/bench_segment.py pipeline   [--video V --mask M] [--model default] [--engines torch,onnx]
+                                                  [--output png|overlay] [--repeats 3] [--threads N]
 
 speed: a synthetic video of textured shapes moving over a textured background; runs PNG masks
 with 1 object, overlay with 1 object, PNG masks with 3 objects, and the ``--full-frame`` ablation
@@ -15,6 +17,11 @@ IoU, so the crop/full-frame ratio covers both speed and accuracy. On a GPU:
 
 memory: runs the CLI in a fresh process on a 1,000- and a 10,000-frame video and reports each
 process's peak RSS: a streaming pipeline has the same peak whatever the length.
+
+pipeline: one object, one loaded segmenter, the same clip three ways, interleaved: the engine
+eager and the I/O serial (as before the traces and the I/O threads), traced and serial, traced with
+decode ahead and write behind (the default now); medians of the end-to-end fps. With
+``--engines torch,onnx`` each engine in turn (ONNX Runtime has no traces: its first two modes agree).
 
 resolution: the tracker step alone (``Segmenter.step`` after the network's crops, pastes and
 merges; decode timed separately and excluded) at 854x480, 1920x1080 and 3840x2160, with 1 and 4
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -218,6 +226,63 @@ def compare_engines(args: argparse.Namespace, root: Path, objects: int, run: dic
     )
 
 
+PIPELINE_MODES = {  # name: (engine traces, decode ahead, write behind)
+    "eager, serial (before)": (False, False, False),
+    "traced, serial": (True, False, False),
+    "traced, pipelined (now)": (True, True, True),
+}
+
+
+def pipeline(args: argparse.Namespace) -> None:
+    """What the traced engine and the decode-ahead / write-behind threads each bring, end to end.
+
+    One loaded segmenter runs the same clip in every mode of PIPELINE_MODES, interleaved (A B C A
+    B C ...) so load drifts hit all alike; medians of ``--repeats`` runs after one warm-up round.
+    The clip: ``--video`` and ``--mask`` (e.g. a DAVIS sequence), else the synthetic one of ``speed``.
+    """
+    import statistics
+
+    from vosctl.jobs.segment import SegmentOptions, load_segmenter, plan_job, run_one
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        if args.video:
+            video, mask = Path(args.video), Path(args.mask)
+        else:
+            video, mask = root / "v.mp4", root / "m.png"
+            truth = synth_video(video, args.frames, 1)
+            cv2.imwrite(str(mask), truth[0])
+        engines = (args.engines or "torch").split(",")
+        for engine in engines:
+            options = SegmentOptions(
+                inputs=[str(video)], mask=mask, output=root / "out", model=args.model, device=args.device,
+                threads=args.threads, engine=engine, search_size=args.search_size, force=True, quiet=True,
+                png=args.output == "png", overlay=args.output == "overlay",
+            )  # fmt: skip
+            segmenter = load_segmenter(options)
+            fps: dict[str, list[float]] = {name: [] for name in PIPELINE_MODES}
+            for repeat in range(args.repeats + 1):
+                for name, (trace, ahead, behind) in PIPELINE_MODES.items():
+                    if hasattr(segmenter.engine, "trace"):
+                        segmenter.engine.trace = trace
+                    segmenter.prefetch_decode, segmenter.write_behind = ahead, behind
+                    shutil.rmtree(root / "out", ignore_errors=True)
+                    summary = run_one(plan_job(options, video, batch=False), options, segmenter)
+                    if repeat:  # round 0 warms up (oneDNN kernel choice, traces, file cache)
+                        fps[name].append(summary["fps"])
+            row = {
+                "video": video.name if args.video else "synthetic 854x480",
+                "output": args.output,
+                "model": segmenter.model_name,
+                "engine": summary.get("engine"),
+                "threads": summary.get("threads"),
+                "frames": summary["frames"],
+                "fps_end_to_end_median": {name: round(statistics.median(v), 1) for name, v in fps.items()},
+                "runs": fps,
+            }
+            print(json.dumps(row), flush=True)
+
+
 MEMORY_CHILD = """
 import json, sys
 from pathlib import Path
@@ -329,7 +394,7 @@ def resolution(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["speed", "memory", "resolution"])
+    parser.add_argument("mode", choices=["speed", "memory", "resolution", "pipeline"])
     parser.add_argument("--frames", type=int, default=None, help="default: 300 (speed), 60 (resolution)")
     parser.add_argument("--short", type=int, default=1000)
     parser.add_argument("--long", type=int, default=10000)
@@ -339,8 +404,15 @@ def main() -> None:
     parser.add_argument("--objects", default=None, help="default: 1,3 (speed), 1,4 (resolution)")
     parser.add_argument("--engines", default=None, help="speed: also compare engines end to end, e.g. torch,onnx")
     parser.add_argument("--search-size", type=int, default=None, help="speed: the search crop (default: the model's)")
+    parser.add_argument("--video", default=None, help="pipeline: a real clip instead of the synthetic one")
+    parser.add_argument("--mask", default=None, help="pipeline: the first-frame mask of --video")
+    parser.add_argument("--output", choices=["png", "overlay"], default="png", help="pipeline: what is written")
+    parser.add_argument("--repeats", type=int, default=3, help="pipeline: interleaved rounds after the warm-up")
     args = parser.parse_args()
-    if args.mode == "speed":
+    if args.mode == "pipeline":
+        args.frames = args.frames or 150
+        pipeline(args)
+    elif args.mode == "speed":
         args.frames, args.objects = args.frames or 300, args.objects or "1,3"
         speed(args)
     elif args.mode == "resolution":

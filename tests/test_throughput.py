@@ -473,7 +473,7 @@ def _random_inputs(engine, objects: int, size: int, seed: int = 0):
 def test_traced_engine_matches_eager_and_traces_each_shape_once() -> None:
     import torch
 
-    from vosctl.engine import TRACE_CACHE_SIZE, Engine
+    from vosctl.engine import TRACE_AFTER_USES, TRACE_CACHE_SIZE, Engine
     from vosctl.model.network import NetworkConfig, SiamDMN
 
     torch.manual_seed(0)
@@ -483,19 +483,19 @@ def test_traced_engine_matches_eager_and_traces_each_shape_once() -> None:
     assert traced.trace and not eager.trace
     for objects, size in ((1, 128), (2, 128), (1, 160)):
         template, masks, search, prior, bias = _random_inputs(traced, objects, size, seed=objects)
-        for use in range(3):  # eager at the first use of a shape, traced from the second
-            emb_t, emb_e = traced.embed(template, masks), eager.embed(template, masks)
-            torch.testing.assert_close(emb_t.kernel, emb_e.kernel)
-            a = traced.search(search, emb_t, prior, bias if use != 2 else None)
-            b = eager.search(search, emb_e, prior, bias if use != 2 else None)
+        emb_t, emb_e = traced.embed(template, masks), eager.embed(template, masks)
+        torch.testing.assert_close(emb_t.kernel, emb_e.kernel)
+        for use in range(TRACE_AFTER_USES + 2):  # eager at first, traced from the TRACE_AFTER_USES-th use
+            a = traced.search(search, emb_t, prior, bias if use % 2 else None)
+            b = eager.search(search, emb_e, prior, bias if use % 2 else None)
             np.testing.assert_allclose(a.mask_prob, b.mask_prob, atol=1e-4)
             for field in ("peak", "similarity", "presence"):
                 np.testing.assert_allclose(getattr(a, field), getattr(b, field), atol=1e-4)
-    assert 3 <= len(traced._traces) <= TRACE_CACHE_SIZE  # the three search shapes, a few embeds
-    for size in range(64, 64 + 16 * (TRACE_CACHE_SIZE + 3), 16):  # many shapes: the cache stays bounded
+    assert len(traced._traces) == 3  # one per search shape
+    for size in range(64, 64 + 16 * (TRACE_CACHE_SIZE + 2), 16):  # many shapes: the cache stays bounded
         template, masks, search, prior, bias = _random_inputs(traced, 1, size)
         embedding = traced.embed(template, masks)
-        for _ in range(2):
+        for _ in range(TRACE_AFTER_USES):
             traced.search(search, embedding, prior, bias)
     assert len(traced._traces) == TRACE_CACHE_SIZE
 
@@ -512,3 +512,28 @@ def test_tracker_gives_the_same_masks_traced_or_eager() -> None:
     disagreement = [np.mean(a != b) for a, b in zip(*runs)]
     assert max(disagreement) < 1e-3, disagreement
     assert np.mean([iou(a > 0, t > 0) for a, t in zip(runs[0][1:], truth[1:])]) > 0.5
+
+
+def test_short_clips_are_not_traced() -> None:
+    import torch
+
+    from vosctl.engine import TRACE_AFTER_USES, TRACE_MIN_REMAINING, Engine, worth_tracing
+    from vosctl.model.network import NetworkConfig, SiamDMN
+
+    assert not worth_tracing(TRACE_AFTER_USES - 1, None)
+    assert worth_tracing(TRACE_AFTER_USES, None)  # length unknown (a generator): trace
+    assert worth_tracing(TRACE_AFTER_USES, TRACE_AFTER_USES + TRACE_MIN_REMAINING)
+    assert not worth_tracing(TRACE_AFTER_USES, TRACE_AFTER_USES + TRACE_MIN_REMAINING - 1)
+
+    torch.manual_seed(0)
+    engine = Engine(SiamDMN(NetworkConfig(template_size=64, search_size=128)).eval(), "cpu", "fp32")
+    template, masks, search, prior, bias = _random_inputs(engine, 1, 128)
+    embedding = engine.embed(template, masks)
+    engine.expect_calls(TRACE_AFTER_USES + 5)  # a short clip
+    for _ in range(TRACE_AFTER_USES + 5):
+        engine.search(search, embedding, prior, bias)
+    assert not engine._traces
+    engine.expect_calls(None)  # a new job of unknown length: counting starts again
+    for _ in range(TRACE_AFTER_USES):
+        engine.search(search, embedding, prior, bias)
+    assert len(engine._traces) == 1

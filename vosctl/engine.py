@@ -176,24 +176,24 @@ class SearchGraph(nn.Module):
         return mask_prob, peak, out.extras["similarity"].float(), presence
 
 
-class TemplateGraph(nn.Module):
-    """embed_template with plain tensor outputs (TemplateEmbedding's fields, in order): traceable."""
-
-    def __init__(self, model: SiamDMN) -> None:
-        super().__init__()
-        self.model = model
-        self.fields = template_fields()
-
-    def forward(self, template: torch.Tensor, template_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        embedding = self.model.embed_template(template, template_mask)
-        return tuple(getattr(embedding, name) for name in self.fields)
-
-
 # Traces kept per engine (canvas shapes: the tracked objects' one, a few lost-object canvases).
-TRACE_CACHE_SIZE = 6
-# A shape is traced the second time it is seen: one-off shapes (a lost object's canvas while it
-# still grows, a box prompt) run eagerly instead of paying a trace (~0.1-0.3 s) they never repay.
-TRACE_AFTER_USES = 2
+TRACE_CACHE_SIZE = 4
+# A shape is traced at its TRACE_AFTER_USES-th use. A trace costs ~0.5 s to make and ~0.2 s of
+# TorchScript profiling runs, repaid after roughly 100-150 frames (it saves ~4-8 ms a frame), so
+# one-off shapes (a lost object's canvas while it still grows, a box prompt) and very short clips
+# stay eager.
+TRACE_AFTER_USES = 8
+# ... and only when at least this many more calls are expected (when the caller knows: a video of
+# known length). Below it a trace costs about what it saves: one-shot runs of an 82-frame clip were
+# ~15 % slower traced, of a 300-frame clip within noise (v5-fast, 2 threads, interleaved).
+TRACE_MIN_REMAINING = 300
+
+
+def worth_tracing(uses: int, expected_calls: int | None) -> bool:
+    """Make a trace for a shape used ``uses`` times so far, with ``expected_calls`` in all (None: unknown)?"""
+    if uses < TRACE_AFTER_USES:
+        return False
+    return expected_calls is None or expected_calls - uses >= TRACE_MIN_REMAINING
 
 
 class Engine:
@@ -203,11 +203,13 @@ class Engine:
     takes crops already on the device (the CUDA loop crops on the GPU with
     :func:`vosctl.geometry.crop_torch`). Either way the outputs come back in ONE host copy.
 
-    On CPU in fp32 the search graph runs as a TorchScript trace per input shape (``trace``): at
-    this network's size eager PyTorch spends a quarter of the forward in Python module calls and
-    dispatch (v5-fast, one thread: ~27 ms eager, ~20 ms traced; the same arithmetic, outputs equal
-    to 1e-4). A trace fixes every shape-derived value, so each (objects, height, width) gets its
-    own, made at its second use and kept in a small LRU cache; other shapes run eagerly.
+    On CPU in fp32 the per-frame search graph runs as a TorchScript trace per input shape
+    (``trace``): the same operations, outputs equal to 1e-4, but run by TorchScript's executor
+    instead of ~150 Python module calls a frame, which this small network's forward pays for
+    (network alone, 2 threads, one object: v5-fast 23.8 -> 15.5 ms, v5 at 288 px 38.1 -> 31.7 ms;
+    ``benchmarks/bench_model.py --eager``). A trace fixes every shape-derived value, so each
+    (objects, height, width) gets its own, made at that shape's TRACE_AFTER_USES-th use and kept
+    in a small LRU cache; other shapes run eagerly.
     """
 
     backend = "torch"
@@ -227,17 +229,23 @@ class Engine:
         self.model = fuse_for_inference(model).to(self.torch_device).to(memory_format=torch.channels_last)
         self.config = model.config
         self.graph = SearchGraph(self.model).eval()
-        self.template_graph = TemplateGraph(self.model).eval()
         # Traces only where they were measured to pay (CPU, fp32; autocast is not traced here).
         if trace is None:
             trace = self.torch_device.type == "cpu" and self.precision == "fp32"
         self.trace = trace
         self._traces: OrderedDict[tuple, torch.jit.ScriptModule] = OrderedDict()
         self._shape_uses: dict[tuple, int] = {}
+        # Calls the current job expects (its frame count), when known: short clips are not traced.
+        self.expected_calls: int | None = None
 
     @property
     def device(self) -> str:
         return str(self.torch_device)
+
+    def expect_calls(self, count: int | None) -> None:
+        """A new job of ``count`` search calls (None: unknown) starts: traces are made only if they pay."""
+        self.expected_calls = count
+        self._shape_uses.clear()
 
     def _autocast(self) -> torch.autocast:
         dtype = _AUTOCAST_DTYPES.get(self.precision, torch.bfloat16)
@@ -249,11 +257,12 @@ class Engine:
 
     def embed(self, crops: np.ndarray, masks: np.ndarray) -> TemplateEmbedding:
         """crops: (N, T, T, 3) uint8; masks: (N, T, T) float32 0..1 -> the objects' template embedding."""
-        inputs = (self._images_to_tensor(crops), torch.from_numpy(masks).to(self.torch_device)[:, None])
+        # Eager, not traced: the template branch runs at prompts and every few frames for the
+        # appearance memory, too rarely to repay a trace's warm-up (~0.7 s) on a typical clip.
         with torch.inference_mode(), self._autocast():
-            # The appearance memory embeds every few frames: traced like the search (same rules).
-            fields = self._traced(self.template_graph, inputs)(*inputs)
-        return TemplateEmbedding(**dict(zip(template_fields(), fields)))
+            return self.model.embed_template(
+                self._images_to_tensor(crops), torch.from_numpy(masks).to(self.torch_device)[:, None]
+            )
 
     def search(
         self,
@@ -293,10 +302,10 @@ class Engine:
         )
 
     def _traced(self, graph: nn.Module, inputs: tuple[torch.Tensor, ...]) -> nn.Module:
-        """``graph`` traced for these input shapes (made at their second use), else ``graph`` itself."""
+        """``graph`` traced for these input shapes (made at their TRACE_AFTER_USES-th use), else ``graph``."""
         if not self.trace:
             return graph
-        key = (id(graph), *(tuple(t.shape) for t in inputs))
+        key = tuple(tuple(t.shape) for t in inputs)
         traced = self._traces.get(key)
         if traced is not None:
             self._traces.move_to_end(key)
@@ -304,7 +313,7 @@ class Engine:
         if len(self._shape_uses) > 64:  # a --full-frame run can see many shapes once: stay bounded
             self._shape_uses.clear()
         uses = self._shape_uses[key] = self._shape_uses.get(key, 0) + 1
-        if uses < TRACE_AFTER_USES:
+        if not worth_tracing(uses, self.expected_calls):
             return graph
         with warnings.catch_warnings():
             # The tracer's notes on Python ints taken from shapes: expected, since a trace is per shape.

@@ -202,6 +202,13 @@ class Segmenter:
         segmenter.metadata = metadata
         return segmenter
 
+    def expect_frames(self, count: int | None) -> None:
+        """Tell the engine how many frames the next run will have (None: unknown), e.g. a video's
+        frame count: a CPU engine then skips making traces that a short clip would not repay."""
+        expect = getattr(self.engine, "expect_calls", None)
+        if expect is not None:
+            expect(count)
+
     # ------------------------------------------------------------------ helpers
     def _window_side(self, state: TrackState, obj: ObjectState) -> float:
         """Side (frame pixels) of the normal search window around ``obj``."""

@@ -268,6 +268,7 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
             count = 0
             in_tracker = 0.0
             lost: dict[int, int] = {}
+            segmenter.expect_frames(total)
             t_seg = time.perf_counter()
             results = segmenter.track(
                 frames_in, prompts=prompts, direction=options.direction, start_frame=options.start_frame
