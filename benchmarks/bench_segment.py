@@ -5,7 +5,7 @@
     python benchmarks/bench_segment.py memory     [--short 1000] [--long 10000]
     python benchmarks/bench_segment.py resolution [--frames 60] [--objects 1,4] [--threads N]
     python benchmarks/bench_segment.py pipeline   [--video V --mask M] [--model default] [--engines torch,onnx]
-                                                  [--output png|overlay] [--repeats 3] [--threads N]
+                                                  [--output png|overlay] [--repeats 3] [--threads N] [--fresh]
 
 speed: a synthetic video of textured shapes moving over a textured background; runs PNG masks
 with 1 object, overlay with 1 object, PNG masks with 3 objects, and the ``--full-frame`` ablation
@@ -20,7 +20,9 @@ process's peak RSS: a streaming pipeline has the same peak whatever the length.
 
 pipeline: one object, one loaded segmenter, the same clip three ways, interleaved: the engine
 eager and the I/O serial (as before the traces and the I/O threads), traced and serial, traced with
-decode ahead and write behind (the default now); medians of the end-to-end fps. With
+decode ahead and write behind (the default now); medians of the end-to-end fps. The traces a
+loaded engine made are reused by its later runs, unless ``--fresh`` loads the model again for
+every run (then each run pays for its traces, as a one-shot ``vosctl segment`` does). With
 ``--engines torch,onnx`` each engine in turn (ONNX Runtime has no traces: its first two modes agree).
 
 resolution: the tracker step alone (``Segmenter.step`` after the network's crops, pastes and
@@ -263,6 +265,8 @@ def pipeline(args: argparse.Namespace) -> None:
             fps: dict[str, list[float]] = {name: [] for name in PIPELINE_MODES}
             for repeat in range(args.repeats + 1):
                 for name, (trace, ahead, behind) in PIPELINE_MODES.items():
+                    if args.fresh:  # a new engine each run: its traces are made (or not) as in a one-shot run
+                        segmenter = load_segmenter(options)
                     if hasattr(segmenter.engine, "trace"):
                         segmenter.engine.trace = trace
                     segmenter.prefetch_decode, segmenter.write_behind = ahead, behind
@@ -408,6 +412,9 @@ def main() -> None:
     parser.add_argument("--mask", default=None, help="pipeline: the first-frame mask of --video")
     parser.add_argument("--output", choices=["png", "overlay"], default="png", help="pipeline: what is written")
     parser.add_argument("--repeats", type=int, default=3, help="pipeline: interleaved rounds after the warm-up")
+    parser.add_argument(
+        "--fresh", action="store_true", help="pipeline: load the model for every run (trace warm-up included)"
+    )
     args = parser.parse_args()
     if args.mode == "pipeline":
         args.frames = args.frames or 150
