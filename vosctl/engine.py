@@ -204,10 +204,11 @@ class Engine:
     :func:`vosctl.geometry.crop_torch`). Either way the outputs come back in ONE host copy.
 
     On CPU in fp32 the per-frame search graph runs as a TorchScript trace per input shape
-    (``trace``): the same operations, outputs equal to 1e-4, but run by TorchScript's executor
-    instead of ~150 Python module calls a frame, which this small network's forward pays for
-    (network alone, 2 threads, one object: v5-fast 23.8 -> 15.5 ms, v5 at 288 px 38.1 -> 31.7 ms;
-    ``benchmarks/bench_model.py --eager``). A trace fixes every shape-derived value, so each
+    (``trace``): the same operations, outputs equal to 1e-4, run by TorchScript's profiling
+    executor instead of eager PyTorch (network alone, 2 threads, one object: v5-fast 23.8 -> 15.5
+    ms, v5 at 288 px 38.1 -> 31.7 ms; ``benchmarks/bench_model.py --eager``). The gain is the
+    executor's: with its optimisations off (``torch.jit.optimized_execution(False)``) the trace runs
+    at eager speed. A trace fixes every shape-derived value, so each
     (objects, height, width) gets its own, made at that shape's TRACE_AFTER_USES-th use and kept
     in a small LRU cache; other shapes run eagerly.
     """
