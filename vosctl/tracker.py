@@ -205,9 +205,7 @@ class Segmenter:
     def expect_frames(self, count: int | None) -> None:
         """Tell the engine how many frames the next run will have (None: unknown), e.g. a video's
         frame count: a CPU engine then skips making traces that a short clip would not repay."""
-        expect = getattr(self.engine, "expect_calls", None)
-        if expect is not None:
-            expect(count)
+        self.engine.expect_calls(count)
 
     # ------------------------------------------------------------------ helpers
     def _window_side(self, state: TrackState, obj: ObjectState) -> float:

@@ -273,10 +273,12 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
             results = segmenter.track(
                 frames_in, prompts=prompts, direction=options.direction, start_frame=options.start_frame
             )
+            # Which sinks also record the pass and prompts of each frame: decided once, not per frame.
+            targets = [(sink, isinstance(sink, TrackSink)) for sink in sinks]
             with write_behind(enabled=getattr(segmenter, "write_behind", False)) as submit:
                 for frame, result in in_frame_order(results, source, staging / ".passes"):
                     in_tracker += time.perf_counter() - t_seg
-                    submit(_write_frame, sinks, frame, result)
+                    submit(_write_frame, targets, frame, result)
                     for object_id, info in result.objects.items():
                         lost.setdefault(object_id, 0)
                         if info.lost:
@@ -347,12 +349,14 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
     }
 
 
-def _write_frame(sinks: list[Any], frame: Any, result: Any) -> None:
-    """One frame into every sink (run behind the tracker, in frame order, by vosctl.prefetch.write_behind)."""
-    from vosctl.io import TrackSink
+def _write_frame(targets: list[tuple[Any, bool]], frame: Any, result: Any) -> None:
+    """One frame into every sink (run behind the tracker, in frame order, by vosctl.prefetch.write_behind).
 
-    for sink in sinks:
-        if isinstance(sink, TrackSink):  # which pass produced the frame, where prompts were applied
+    ``targets``: (sink, is a track sink); track sinks also record which pass produced the frame
+    and where prompts were applied.
+    """
+    for sink, is_track in targets:
+        if is_track:
             sink.write(
                 frame.index, frame.rgb, result.labels, result.objects, time=frame.timestamp, extra=_track_extra(result)
             )

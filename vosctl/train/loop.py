@@ -286,10 +286,12 @@ def _batch_stream(
     if workers <= 0:
         pool = ThreadPoolExecutor(max_workers=1)  # cv2 releases the GIL: the next batch is built during this step
         try:
-            pending = pool.submit(make_batch, start)
+            pending = pool.submit(make_batch, start) if start < end else None
             for step in range(start, end):
-                current, pending = pending, pool.submit(make_batch, step + 1)
-                yield current.result()
+                current = pending
+                # The next step's batch only: none is built past the last step.
+                pending = pool.submit(make_batch, step + 1) if step + 1 < end else None
+                yield current.result()  # type: ignore[union-attr]
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         return
