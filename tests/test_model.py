@@ -260,6 +260,77 @@ def test_lookalike_flock_pastes_several_copies_left_out_of_the_mask() -> None:
     assert flock > 1.3 * one
 
 
+def test_exact_lookalikes_keep_the_targets_colours() -> None:
+    """lookalike_exact_prob 1: every copy has the target's own colour (flipped at most), never recoloured."""
+    from vosctl.train.data import PairConfig, PairSampler
+
+    image = np.full((240, 320, 3), 40, np.uint8)
+    mask = np.zeros((240, 320), np.uint8)
+    mask[100:140, 140:180] = 1
+    image[mask > 0] = (230, 30, 30)
+
+    def off_colour_copy_pixels(exact: float) -> int:
+        cfg = PairConfig(
+            template_size=64, search_size=128, lookalike_prob=1.0, lookalike_exact_prob=exact, compress_prob=0.0
+        )
+        sampler = PairSampler(cfg, None, None, (0.0, 0.0, 1.0))
+        count = 0
+        for seed in range(16):
+            rng = np.random.default_rng(seed)
+            search, search_mask = image[60:188, 96:224].copy(), mask[60:188, 96:224].astype(np.float32)
+            area = sampler._add_lookalike_beside(rng, search, search_mask, recolour=exact < 1)
+            copy_pixels = search[area & (search_mask < 0.5)].astype(np.int32)
+            count += int((np.abs(copy_pixels - (230, 30, 30)).max(1) > 0).sum())
+        return count
+
+    assert off_colour_copy_pixels(1.0) == 0
+    assert off_colour_copy_pixels(0.0) > 100  # recoloured copies differ from the target
+
+
+def test_spill_prior_adds_the_lookalike_to_the_prior_and_never_to_the_mask() -> None:
+    """The spilled prior covers the target's prior plus all or the near part of the look-alike."""
+    from vosctl.train.data import PairConfig, PairSampler, spill_prior
+
+    prior = np.zeros((64, 64), np.float32)
+    prior[20:40, 10:30] = 1
+    lookalike = np.zeros((64, 64), bool)
+    lookalike[20:40, 31:60] = True
+    whole = near = 0
+    for seed in range(40):
+        out = spill_prior(np.random.default_rng(seed), prior, lookalike)
+        assert (out >= prior).all() and not out[~(lookalike | (prior > 0.5))].any()
+        spilled = int(out[lookalike].sum())
+        whole += spilled == lookalike.sum()
+        near += 0 < spilled < lookalike.sum()
+        if 0 < spilled < lookalike.sum():
+            assert out[30, 31] == 1 and out[30, 59] == 0  # the part next to the target, not the far side
+    assert whole > 5 and near > 5
+    assert np.array_equal(spill_prior(np.random.default_rng(0), prior, np.zeros_like(lookalike)), prior)
+
+    # Through the sampler: with spills on, the prior covers look-alike pixels that the mask never does.
+    image = np.full((240, 320, 3), 40, np.uint8)
+    mask = np.zeros((240, 320), np.uint8)
+    mask[100:140, 140:180] = 1
+    image[mask > 0] = (230, 30, 30)
+    cfg = PairConfig(
+        template_size=64,
+        search_size=128,
+        lookalike_prob=1.0,
+        spill_prior_prob=1.0,
+        empty_prior_prob=0.0,
+        perturb_prior_prob=0.0,
+        compress_prob=0.0,
+    )
+    sampler = PairSampler(cfg, None, None, (0.0, 0.0, 1.0))
+    spills = 0
+    for seed in range(16):
+        sample = sampler._make_sample(np.random.default_rng(seed), image, mask, image.copy(), mask, mask)
+        assert sample is not None and sample.present
+        outside = (sample.prior > 0.5) & (sample.search_mask < 0.5)
+        spills += outside.sum() > 0.1 * sample.search_mask.sum()
+    assert spills >= 8
+
+
 def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path: Path) -> None:
     from vosctl.model.checkpoint import average_checkpoints
 

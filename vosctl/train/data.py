@@ -47,6 +47,13 @@ class PairConfig:
     # Up to this many copies at once (uniform 1..max): a flock of identical objects (birds, a crowd)
     # where the target touches several look-alikes, not one.
     lookalike_max: int = 1
+    # Of those copies, the fraction pasted with the target's own colours (flipped at most): a real
+    # flock of identical birds, where only position and the previous mask tell the target apart.
+    lookalike_exact_prob: float = 0.0
+    # The tracker's spill in the prior: with look-alikes beside the target, the previous mask also
+    # covers (part of) one of them, so the network learns to drop a spill instead of copying it
+    # (a mask that spreads onto a touching neighbour and then follows it).
+    spill_prior_prob: float = 0.0
     hard_negative_prob: float = 0.0  # fraction of the negatives
     # Appearance memory: a second, recent template averaged with the first (the tracker's bank).
     second_template_prob: float = 0.0
@@ -236,21 +243,44 @@ def corrupt_prior(rng: np.random.Generator, prior: np.ndarray) -> np.ndarray:
     return out
 
 
+def spill_prior(rng: np.random.Generator, prior: np.ndarray, lookalike: np.ndarray) -> np.ndarray:
+    """The prior plus the tracker's spill onto a look-alike: all of it, or the part near the prior.
+
+    ``lookalike``: bool map of look-alike pixels that are not the target. A spill that spreads from
+    the object covers the neighbour where it is close; one that jumped covers it whole.
+    """
+    if not lookalike.any():
+        return prior
+    if rng.random() < 0.5:
+        spill = lookalike
+    else:
+        ys, xs = np.nonzero(prior > 0.5)
+        if len(ys) == 0:
+            return prior
+        size = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1)
+        k = 2 * max(1, int(size * rng.uniform(0.1, 0.5))) + 1
+        near = cv2.dilate((prior > 0.5).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+        spill = lookalike & (near > 0)
+    return np.maximum(prior, spill.astype(np.float32))
+
+
 def _jpeg(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 85))])
     return cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if ok else image
 
 
 def _lookalike(
-    rng: np.random.Generator, patch: np.ndarray, pmask: np.ndarray, scale: float
+    rng: np.random.Generator, patch: np.ndarray, pmask: np.ndarray, scale: float, recolour: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A same-looking copy of an object: flipped, rescaled, mildly recoloured."""
+    """A same-looking copy of an object: flipped, rescaled, mildly recoloured (unless not ``recolour``)."""
     if rng.random() < 0.5:
         patch, pmask = patch[:, ::-1], pmask[:, ::-1]
     scale *= math.exp(rng.uniform(-0.25, 0.25))
     size = (max(2, round(patch.shape[1] * scale)), max(2, round(patch.shape[0] * scale)))
     patch = cv2.resize(np.ascontiguousarray(patch), size)
     pmask = cv2.resize(np.ascontiguousarray(pmask), size, interpolation=cv2.INTER_NEAREST)
+    if not recolour:
+        return patch, pmask
     recoloured = patch.astype(np.float32) * rng.uniform(0.8, 1.2, size=(1, 1, 3)) + rng.uniform(-15, 15)
     return np.clip(recoloured, 0, 255).astype(np.uint8), pmask
 
@@ -332,13 +362,16 @@ class PairSampler:
             scx, scy = rng.uniform(0, nw), rng.uniform(0, nh)
         sm = crop_matrix(scx, scy, side_s, cfg.search_size)
         search = crop_image(s_img, sm, cfg.search_size)
+        copies_area = None  # where look-alike copies are visible (for the prior's spill)
         if present:
             search_mask = crop_image(s_mask.astype(np.float32), sm, cfg.search_size)
             if rng.random() < cfg.lookalike_prob:
                 # Guarded so configs without it draw exactly the random numbers they always did.
                 copies = 1 if cfg.lookalike_max <= 1 else int(rng.integers(1, cfg.lookalike_max + 1))
+                copies_area = np.zeros(search_mask.shape, bool)
                 for _ in range(copies):
-                    self._add_lookalike_beside(rng, search, search_mask)
+                    exact = cfg.lookalike_exact_prob > 0 and rng.random() < cfg.lookalike_exact_prob
+                    copies_area |= self._add_lookalike_beside(rng, search, search_mask, recolour=not exact)
             if search_mask.sum() < 4:  # shifted out of the window entirely (or covered)
                 present = False
         elif negative_img is not None and rng.random() < cfg.hard_negative_prob:
@@ -363,6 +396,8 @@ class PairSampler:
             prior = np.zeros_like(search_mask)
         else:
             prior = _perturb_prior(rng, crop_image(prior_mask.astype(np.float32), sm, cfg.search_size), cfg)
+            if copies_area is not None and cfg.spill_prior_prob > 0 and rng.random() < cfg.spill_prior_prob:
+                prior = spill_prior(rng, prior, copies_area & (search_mask < 0.5))
         sample = Sample(
             template=_photometric(rng, template) if rng.random() < 0.3 else template,
             template_mask=template_mask,
@@ -393,14 +428,22 @@ class PairSampler:
         return crop, crop_mask, box, side
 
     @staticmethod
-    def _add_lookalike_beside(rng: np.random.Generator, search: np.ndarray, search_mask: np.ndarray) -> None:
-        """Paste a look-alike copy of the target next to it (in place), excluded from the mask."""
+    def _add_lookalike_beside(
+        rng: np.random.Generator, search: np.ndarray, search_mask: np.ndarray, recolour: bool = True
+    ) -> np.ndarray:
+        """Paste a look-alike copy of the target next to it (in place), excluded from the mask.
+
+        Returns where the copy was pasted (bool, the search crop's size; behind the target it is
+        partly hidden, so the caller intersects it with what is not the target).
+        """
         inside = search_mask > 0.5
         box = mask_box(inside)
         if box is None:
-            return
+            return np.zeros(inside.shape, bool)
         x, y, w, h = (int(v) for v in box)
-        patch, pmask = _lookalike(rng, search[y : y + h, x : x + w], inside[y : y + h, x : x + w].astype(np.uint8), 1.0)
+        patch, pmask = _lookalike(
+            rng, search[y : y + h, x : x + w], inside[y : y + h, x : x + w].astype(np.uint8), 1.0, recolour
+        )
         angle = rng.uniform(0, 2 * math.pi)
         distance = rng.uniform(0.6, 1.2) * max(w, h)
         cx = x + w / 2 + math.cos(angle) * distance
@@ -408,10 +451,11 @@ class PairSampler:
         px, py = int(cx - patch.shape[1] / 2), int(cy - patch.shape[0] / 2)
         if rng.random() < 0.5:  # the copy passes behind the target
             behind = search.copy()
-            _paste(behind, None, patch, pmask, px, py)
+            area = _paste(behind, None, patch, pmask, px, py)
             search[~inside] = behind[~inside]
         else:  # or in front of it, hiding part of it
-            _paste(search, search_mask, patch, pmask, px, py)
+            area = _paste(search, search_mask, patch, pmask, px, py)
+        return area.astype(bool)
 
     # -- sources -----------------------------------------------------------
     def _video_sample(self, rng: np.random.Generator) -> Sample | None:
