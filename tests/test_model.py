@@ -383,3 +383,26 @@ def test_inference_crop_is_not_the_training_crop() -> None:
     assert NetworkConfig().tracking_search_size == 256
     pairs = pair_config_for(cfg, {})
     assert pairs.search_size == 256 and pairs.search_factor == 2.0  # training keeps the trained crop
+
+
+def test_prototype_power_weights_the_fully_covered_template_cells() -> None:
+    """prototype_power 1 is the plain coverage-weighted mean; a higher power moves the prototype
+    towards the cells the object fills, away from cells it only grazes (mostly background)."""
+    torch.manual_seed(0)
+    plain = SiamDMN(SMALL).eval()
+    sharp = SiamDMN(NetworkConfig(**{**SMALL.to_dict(), "prototype_power": 3.0})).eval()
+    sharp.load_state_dict(plain.state_dict())
+    template = torch.rand(1, 3, 64, 64) * 255
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 16:32, 16:32] = 1.0  # one template cell (stride 16) filled
+    mask[..., 32:36, 16:48] = 1.0  # a thin part grazing three more cells (a quarter each)
+    with torch.no_grad():
+        _, _, f16 = plain.backbone(plain.normalise(template))
+        feat = plain.neck(f16)[0]  # (C, 4, 4)
+        cover = torch.nn.functional.adaptive_avg_pool2d(mask, feat.shape[-2:])[0, 0]
+        expected = (feat * cover).sum((1, 2)) / cover.sum()
+        full_cell = feat[:, 1, 1]
+        a, b = plain.embed_template(template, mask), sharp.embed_template(template, mask)
+    assert torch.allclose(a.prototype[0], expected, atol=1e-5)  # power 1: unchanged behaviour
+    assert torch.allclose(a.kernel, b.kernel)  # the correlation kernel does not change
+    assert (b.prototype[0] - full_cell).norm() < 0.5 * (a.prototype[0] - full_cell).norm()

@@ -45,6 +45,11 @@ class NetworkConfig:
     dynamic_channels: int = 8  # hidden width of the dynamic 1x1 convolutions
     dynamic_layers: int = 3
     background_weight: float = 0.2  # template weight outside the first-frame mask
+    # Exponent on each template cell's mask coverage when averaging the foreground prototype. The
+    # template grid is coarse (8x8 cells), so a thin object (legs, a neck) covers few cells fully;
+    # with plain coverage weights (1) its prototype is mostly background, and the prototype term
+    # then fires on any similar background (a flamingo's mask spilling onto the rocks beside it).
+    prototype_power: float = 1.0
     use_prior: bool = True
     # 4: mask features at stride 4 of the search crop (the first model); 2: refined at stride 2
     # with the backbone's ``features[1]`` (finer boundaries for large, downscaled objects).
@@ -200,7 +205,8 @@ class SiamDMN(nn.Module):
         feat = self.neck(f16)
         mask = F.adaptive_avg_pool2d(template_mask, feat.shape[-2:])
         weight = mask + self.config.background_weight * (1.0 - mask)
-        prototype = (feat * mask).sum((2, 3)) / mask.sum((2, 3)).clamp_min(1e-3)
+        cover = mask if self.config.prototype_power == 1.0 else mask**self.config.prototype_power
+        prototype = (feat * cover).sum((2, 3)) / cover.sum((2, 3)).clamp_min(1e-3)
         return TemplateEmbedding(kernel=feat * weight, prototype=prototype)
 
     # ------------------------------------------------------------------ search
