@@ -33,8 +33,8 @@ ModelOption = Annotated[
     str,
     typer.Option(
         "--model",
-        help="Model name in models/ (default: v5, the most accurate; v5-fast: 1.2-1.6x faster, a little "
-        "less accurate; v3, v2, v1 for comparison) or a checkpoint path.",
+        help="Model name in models/ (default: v6, the most accurate; v5-fast: 1.2-1.6x faster, a little "
+        "less accurate; v5, v3, v2, v1 for comparison) or a checkpoint path.",
     ),
 ]
 
@@ -52,7 +52,7 @@ SearchSizeOption = Annotated[
         min=64,
         callback=_check_search_size,
         help="Search crop side in pixels (a multiple of 16) that each object's search window is resampled "
-        "to. Default: the model's own (v5: 288, v5-fast: 192). Smaller is faster, with coarser masks.",
+        "to. Default: the model's own (v6: 288, v5-fast: 192). Smaller is faster, with coarser masks.",
     ),
 ]
 ThreadsOption = Annotated[
