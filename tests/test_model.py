@@ -385,7 +385,7 @@ def test_inference_crop_is_not_the_training_crop() -> None:
     assert pairs.search_size == 256 and pairs.search_factor == 2.0  # training keeps the trained crop
 
 
-def test_prototype_power_weights_the_fully_covered_template_cells() -> None:
+def test_prototype_power_weights_the_fully_covered_template_cells(tmp_path: Path) -> None:
     """prototype_power 1 is the plain coverage-weighted mean; a higher power moves the prototype
     towards the cells the object fills, away from cells it only grazes (mostly background)."""
     torch.manual_seed(0)
@@ -406,3 +406,6 @@ def test_prototype_power_weights_the_fully_covered_template_cells() -> None:
     assert torch.allclose(a.prototype[0], expected, atol=1e-5)  # power 1: unchanged behaviour
     assert torch.allclose(a.kernel, b.kernel)  # the correlation kernel does not change
     assert (b.prototype[0] - full_cell).norm() < 0.5 * (a.prototype[0] - full_cell).norm()
+    # The power is part of the checkpoint's architecture, so a shipped model carries it.
+    loaded, _ = load_checkpoint(save_checkpoint(sharp, tmp_path / "sharp.pt", {"name": "unit"}))
+    assert loaded.config.prototype_power == 3.0
