@@ -229,14 +229,20 @@ def test_corrupt_prior_makes_tracker_like_errors() -> None:
     assert np.array_equal(corrupt_prior(rng, np.zeros((64, 64), np.float32)), np.zeros((64, 64), np.float32))
 
 
-def test_lookalike_flock_pastes_several_copies_left_out_of_the_mask() -> None:
-    """lookalike_max > 1 pastes up to that many copies of the target; none of them joins the mask."""
-    from vosctl.train.data import PairConfig, PairSampler
-
+def _red_square_scene() -> tuple[np.ndarray, np.ndarray]:
+    """A 320x240 grey frame with one red 40x40 object and its mask (look-alike sampling tests)."""
     image = np.full((240, 320, 3), 40, np.uint8)
     mask = np.zeros((240, 320), np.uint8)
     mask[100:140, 140:180] = 1
     image[mask > 0] = (230, 30, 30)
+    return image, mask
+
+
+def test_lookalike_flock_pastes_several_copies_left_out_of_the_mask() -> None:
+    """lookalike_max > 1 pastes up to that many copies of the target; none of them joins the mask."""
+    from vosctl.train.data import PairConfig, PairSampler
+
+    image, mask = _red_square_scene()
 
     def copies_seen(lookalike_max: int) -> float:
         cfg = PairConfig(
@@ -264,10 +270,7 @@ def test_exact_lookalikes_keep_the_targets_colours() -> None:
     """lookalike_exact_prob 1: every copy has the target's own colour (flipped at most), never recoloured."""
     from vosctl.train.data import PairConfig, PairSampler
 
-    image = np.full((240, 320, 3), 40, np.uint8)
-    mask = np.zeros((240, 320), np.uint8)
-    mask[100:140, 140:180] = 1
-    image[mask > 0] = (230, 30, 30)
+    image, mask = _red_square_scene()
 
     def off_colour_copy_pixels(exact: float) -> int:
         cfg = PairConfig(
@@ -308,10 +311,7 @@ def test_spill_prior_adds_the_lookalike_to_the_prior_and_never_to_the_mask() -> 
     assert np.array_equal(spill_prior(np.random.default_rng(0), prior, np.zeros_like(lookalike)), prior)
 
     # Through the sampler: with spills on, the prior covers look-alike pixels that the mask never does.
-    image = np.full((240, 320, 3), 40, np.uint8)
-    mask = np.zeros((240, 320), np.uint8)
-    mask[100:140, 140:180] = 1
-    image[mask > 0] = (230, 30, 30)
+    image, mask = _red_square_scene()
     cfg = PairConfig(
         template_size=64,
         search_size=128,
