@@ -409,3 +409,27 @@ def test_prototype_power_weights_the_fully_covered_template_cells(tmp_path: Path
     # The power is part of the checkpoint's architecture, so a shipped model carries it.
     loaded, _ = load_checkpoint(save_checkpoint(sharp, tmp_path / "sharp.pt", {"name": "unit"}))
     assert loaded.config.prototype_power == 3.0
+
+
+def test_fine_prototype_starts_as_its_parent_and_learns() -> None:
+    """fine_prototype adds a zero-initialised correction from stride-8 template features: a model
+    fine-tuned with it starts exactly at its parent's outputs, and the correction gets gradients."""
+    torch.manual_seed(2)
+    base = NetworkConfig(**{**SMALL.to_dict(), "prototype_power": 3.0})
+    parent = SiamDMN(base).eval()
+    child = SiamDMN(NetworkConfig(**{**base.to_dict(), "fine_prototype": True})).eval()
+    missing = child.load_state_dict(parent.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["fine_prototype.bias", "fine_prototype.weight"]
+    inputs = _inputs(2, SMALL)
+    with torch.no_grad():
+        a = parent(*inputs, location=torch.tensor([[3, 3], [4, 2]]))
+        b = child(*inputs, location=torch.tensor([[3, 3], [4, 2]]))
+    assert torch.equal(a.mask_logits, b.mask_logits) and torch.equal(a.score, b.score)
+
+    template, template_mask = inputs[0], inputs[1]
+    child.embed_template(template, template_mask).prototype.square().sum().backward()
+    assert child.fine_prototype.weight.grad is not None and child.fine_prototype.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        child.fine_prototype.bias.fill_(0.5)
+        moved = child.embed_template(template, template_mask).prototype
+        assert torch.allclose(moved, parent.embed_template(template, template_mask).prototype + 0.5, atol=1e-5)

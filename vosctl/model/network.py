@@ -50,6 +50,10 @@ class NetworkConfig:
     # with plain coverage weights (1) its prototype is mostly background, and the prototype term
     # then fires on any similar background (a flamingo's mask spilling onto the rocks beside it).
     prototype_power: float = 1.0
+    # A learned correction of the prototype from the template's stride-8 features, averaged over
+    # the mask at 16x16 cells (4x finer coverage than the stride-16 grid). Zero-initialised, so a
+    # model fine-tuned with it starts exactly where its parent was. Not yet in a shipped model.
+    fine_prototype: bool = False
     use_prior: bool = True
     # 4: mask features at stride 4 of the search crop (the first model); 2: refined at stride 2
     # with the backbone's ``features[1]`` (finer boundaries for large, downscaled objects).
@@ -163,6 +167,8 @@ class SiamDMN(nn.Module):
             # Stride-2 refinement: a residual on the upsampled stride-4 features, from features[1].
             mc = config.mask_channels
             self.fine = nn.Sequential(conv_bn_relu(STRIDE2_CHANNELS + mc, 16), nn.Conv2d(16, mc, 1))
+        if config.fine_prototype:
+            self.fine_prototype = nn.Linear(c8, emb)
         if config.presence_head:
             # Presence from the head's features at the chosen cell and at its strongest cell
             # anywhere, plus the score and appearance similarity there (SAM 2's object score).
@@ -178,6 +184,9 @@ class SiamDMN(nn.Module):
         nn.init.normal_(self.score_out.weight, std=0.01)
         nn.init.normal_(self.controller.weight, std=0.01)
         nn.init.zeros_(self.controller.bias)
+        if self.config.fine_prototype:
+            nn.init.zeros_(self.fine_prototype.weight)
+            nn.init.zeros_(self.fine_prototype.bias)
         if self.config.mask_stride == 2:
             # Zero residual: a model fine-tuned from a stride-4 one starts with its exact features, upsampled.
             nn.init.zeros_(self.fine[-1].weight)
@@ -201,13 +210,22 @@ class SiamDMN(nn.Module):
     # ------------------------------------------------------------------ template
     def embed_template(self, template: torch.Tensor, template_mask: torch.Tensor) -> TemplateEmbedding:
         """template: (N, 3, T, T) RGB 0..255; template_mask: (N, 1, T, T) in [0, 1]."""
-        _, _, f16 = self.backbone(self.normalise(template))
+        cfg = self.config
+        _, f8, f16 = self.backbone(self.normalise(template))
         feat = self.neck(f16)
         mask = F.adaptive_avg_pool2d(template_mask, feat.shape[-2:])
-        weight = mask + self.config.background_weight * (1.0 - mask)
-        cover = mask if self.config.prototype_power == 1.0 else mask**self.config.prototype_power
-        prototype = (feat * cover).sum((2, 3)) / cover.sum((2, 3)).clamp_min(1e-3)
+        weight = mask + cfg.background_weight * (1.0 - mask)
+        prototype = self._masked_mean(feat, mask)
+        if cfg.fine_prototype:
+            fine_mask = F.adaptive_avg_pool2d(template_mask, f8.shape[-2:])
+            prototype = prototype + self.fine_prototype(self._masked_mean(f8, fine_mask))
         return TemplateEmbedding(kernel=feat * weight, prototype=prototype)
+
+    def _masked_mean(self, features: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
+        """(N, C) mean of ``features`` over the cells, each weighted by its mask coverage to ``prototype_power``."""
+        power = self.config.prototype_power
+        cover = coverage if power == 1.0 else coverage**power
+        return (features * cover).sum((2, 3)) / cover.sum((2, 3)).clamp_min(1e-3)
 
     # ------------------------------------------------------------------ search
     def forward_search(
