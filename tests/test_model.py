@@ -433,3 +433,38 @@ def test_fine_prototype_starts_as_its_parent_and_learns() -> None:
         child.fine_prototype.bias.fill_(0.5)
         moved = child.embed_template(template, template_mask).prototype
         assert torch.allclose(moved, parent.embed_template(template, template_mask).prototype + 0.5, atol=1e-5)
+
+
+def test_training_only_the_named_layers_leaves_the_rest_untouched(tmp_path: Path) -> None:
+    """TrainConfig.trainable: only parameters with those name prefixes move; every other weight and
+    every BN running statistic stays the checkpoint's."""
+    from vosctl.train.loop import TrainConfig, train
+
+    network = {"template_size": 64, "search_size": 128, "fine_prototype": True}
+    torch.manual_seed(4)
+    parent = SiamDMN(NetworkConfig(**network))
+    with torch.no_grad():
+        for parameter in parent.parameters():
+            parameter.copy_(parameter.half().float())  # exact through the fp16 checkpoint
+    init = save_checkpoint(parent, tmp_path / "parent.pt", {"name": "parent"})
+    config = TrainConfig(
+        run_dir=str(tmp_path / "run"),
+        init_checkpoint=str(init),
+        trainable=["fine_prototype"],
+        source_weights=(0.0, 0.0, 1.0),
+        batch_size=4,
+        steps=6,
+        epoch_steps=6,
+        warmup_steps=2,
+        lr=1e-2,
+        bf16=False,
+        network=network,
+        pairs={"negative_prob": 0.0},
+    )
+    trained, _ = load_checkpoint(train(config, device="cpu", resume=False))
+    before, after = parent.state_dict(), trained.state_dict()
+    moved = {k for k in before if not torch.equal(before[k].half().float(), after[k].float())}
+    assert moved and all(k.startswith("fine_prototype.") for k in moved)
+    assert "backbone.features.0.1.running_mean" not in moved  # BN statistics too
+    with pytest.raises(ValueError, match="no parameter name"):
+        train(TrainConfig(**{**config.__dict__, "trainable": ["nothing"], "run_dir": str(tmp_path / "r2")}), "cpu")

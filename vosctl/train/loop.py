@@ -45,6 +45,9 @@ class TrainConfig:
     # Fine-tuning: start from this checkpoint (name or path); layers it lacks keep their init.
     init_checkpoint: str | None = None
     freeze_neck_bn: bool = False  # keep the neck's BN statistics (shared by template and search) fixed
+    # Parameter-name prefixes that train (empty: all). Everything else is frozen, BN statistics
+    # included: a new layer can be fitted on a CPU, where the backbone's backward would not fit.
+    trainable: list[str] = field(default_factory=list)
     source_weights: tuple[float, float, float] = (0.5, 0.3, 0.2)  # video, static, synthetic
     batch_size: int = 16
     steps: int = 8000
@@ -148,6 +151,13 @@ def _freeze_backbone_bn(model: SiamDMN, neck: bool = False) -> None:
     modules = list(model.backbone.modules()) + (list(model.neck.modules()) if neck else [])
     for module in modules:
         if isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
+
+
+def _freeze_untrained_bn(model: SiamDMN) -> None:
+    """BN layers whose parameters are all frozen keep their running statistics too."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d) and not any(p.requires_grad for p in module.parameters()):
             module.eval()
 
 
@@ -389,6 +399,11 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
     elif cfg.imagenet_weights:
         missing = model.backbone.load_imagenet(cfg.imagenet_weights)
         log({"event": "imagenet_init", "missing_keys": len(missing)})
+    if cfg.trainable:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name.startswith(tuple(cfg.trainable)))
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ValueError(f"no parameter name starts with any of {cfg.trainable}")
     model = model.to(memory_format=torch.channels_last)
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     if ema is not None and resume and last.exists() and "ema" in state:
@@ -445,6 +460,8 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
     while step < end:
         model.train()
         _freeze_backbone_bn(model, neck=cfg.freeze_neck_bn)
+        if cfg.trainable:
+            _freeze_untrained_bn(model)
         waited = time.monotonic()
         batch, rng = next(batches)
         waited = time.monotonic() - waited  # > 0 when the batch builders, not the step, set the pace
