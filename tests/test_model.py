@@ -238,17 +238,20 @@ def _red_square_scene() -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
-def test_lookalike_flock_pastes_several_copies_left_out_of_the_mask() -> None:
-    """lookalike_max > 1 pastes up to that many copies of the target; none of them joins the mask."""
+def _lookalike_sampler(**pairs: float):
+    """A synthetic-only PairSampler at test size with a look-alike in every pair (plus ``pairs``)."""
     from vosctl.train.data import PairConfig, PairSampler
 
+    cfg = PairConfig(template_size=64, search_size=128, lookalike_prob=1.0, compress_prob=0.0, **pairs)
+    return PairSampler(cfg, None, None, (0.0, 0.0, 1.0))
+
+
+def test_lookalike_flock_pastes_several_copies_left_out_of_the_mask() -> None:
+    """lookalike_max > 1 pastes up to that many copies of the target; none of them joins the mask."""
     image, mask = _red_square_scene()
 
     def copies_seen(lookalike_max: int) -> float:
-        cfg = PairConfig(
-            template_size=64, search_size=128, lookalike_prob=1.0, lookalike_max=lookalike_max, compress_prob=0.0
-        )
-        sampler = PairSampler(cfg, None, None, (0.0, 0.0, 1.0))
+        sampler = _lookalike_sampler(lookalike_max=lookalike_max)
         red_outside = []
         for seed in range(24):
             sample = sampler._make_sample(np.random.default_rng(seed), image, mask, image.copy(), mask, mask)
@@ -268,15 +271,10 @@ def test_lookalike_flock_pastes_several_copies_left_out_of_the_mask() -> None:
 
 def test_exact_lookalikes_keep_the_targets_colours() -> None:
     """lookalike_exact_prob 1: every copy has the target's own colour (flipped at most), never recoloured."""
-    from vosctl.train.data import PairConfig, PairSampler
-
     image, mask = _red_square_scene()
 
     def off_colour_copy_pixels(exact: float) -> int:
-        cfg = PairConfig(
-            template_size=64, search_size=128, lookalike_prob=1.0, lookalike_exact_prob=exact, compress_prob=0.0
-        )
-        sampler = PairSampler(cfg, None, None, (0.0, 0.0, 1.0))
+        sampler = _lookalike_sampler(lookalike_exact_prob=exact)
         count = 0
         for seed in range(16):
             rng = np.random.default_rng(seed)
@@ -292,7 +290,7 @@ def test_exact_lookalikes_keep_the_targets_colours() -> None:
 
 def test_spill_prior_adds_the_lookalike_to_the_prior_and_never_to_the_mask() -> None:
     """The spilled prior covers the target's prior plus all or the near part of the look-alike."""
-    from vosctl.train.data import PairConfig, PairSampler, spill_prior
+    from vosctl.train.data import spill_prior
 
     prior = np.zeros((64, 64), np.float32)
     prior[20:40, 10:30] = 1
@@ -312,16 +310,7 @@ def test_spill_prior_adds_the_lookalike_to_the_prior_and_never_to_the_mask() -> 
 
     # Through the sampler: with spills on, the prior covers look-alike pixels that the mask never does.
     image, mask = _red_square_scene()
-    cfg = PairConfig(
-        template_size=64,
-        search_size=128,
-        lookalike_prob=1.0,
-        spill_prior_prob=1.0,
-        empty_prior_prob=0.0,
-        perturb_prior_prob=0.0,
-        compress_prob=0.0,
-    )
-    sampler = PairSampler(cfg, None, None, (0.0, 0.0, 1.0))
+    sampler = _lookalike_sampler(spill_prior_prob=1.0, empty_prior_prob=0.0, perturb_prior_prob=0.0)
     spills = 0
     for seed in range(16):
         sample = sampler._make_sample(np.random.default_rng(seed), image, mask, image.copy(), mask, mask)

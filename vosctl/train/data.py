@@ -362,16 +362,17 @@ class PairSampler:
             scx, scy = rng.uniform(0, nw), rng.uniform(0, nh)
         sm = crop_matrix(scx, scy, side_s, cfg.search_size)
         search = crop_image(s_img, sm, cfg.search_size)
-        copies_area = None  # where look-alike copies are visible (for the prior's spill)
+        copies_area = None  # where look-alike copies are visible (kept only for the prior's spill)
         if present:
             search_mask = crop_image(s_mask.astype(np.float32), sm, cfg.search_size)
             if rng.random() < cfg.lookalike_prob:
                 # Guarded so configs without it draw exactly the random numbers they always did.
                 copies = 1 if cfg.lookalike_max <= 1 else int(rng.integers(1, cfg.lookalike_max + 1))
-                copies_area = np.zeros(search_mask.shape, bool)
                 for _ in range(copies):
                     exact = cfg.lookalike_exact_prob > 0 and rng.random() < cfg.lookalike_exact_prob
-                    copies_area |= self._add_lookalike_beside(rng, search, search_mask, recolour=not exact)
+                    area = self._add_lookalike_beside(rng, search, search_mask, recolour=not exact)
+                    if cfg.spill_prior_prob > 0:
+                        copies_area = area if copies_area is None else copies_area | area
             if search_mask.sum() < 4:  # shifted out of the window entirely (or covered)
                 present = False
         elif negative_img is not None and rng.random() < cfg.hard_negative_prob:
@@ -396,7 +397,7 @@ class PairSampler:
             prior = np.zeros_like(search_mask)
         else:
             prior = _perturb_prior(rng, crop_image(prior_mask.astype(np.float32), sm, cfg.search_size), cfg)
-            if copies_area is not None and cfg.spill_prior_prob > 0 and rng.random() < cfg.spill_prior_prob:
+            if copies_area is not None and rng.random() < cfg.spill_prior_prob:
                 prior = spill_prior(rng, prior, copies_area & (search_mask < 0.5))
         sample = Sample(
             template=_photometric(rng, template) if rng.random() < 0.3 else template,

@@ -142,23 +142,21 @@ def _select_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _freeze_backbone_bn(model: SiamDMN, neck: bool = False) -> None:
-    """ImageNet BN statistics stay fixed: batches of 16 crops are too small to re-estimate them.
+def _fixed_bn_layers(model: SiamDMN, neck: bool = False) -> list[torch.nn.BatchNorm2d]:
+    """BN layers whose running statistics stay fixed (kept in eval mode at every training step).
 
-    With ``neck``, the neck's BN too: it sees template and search batches, whose statistics differ,
-    so training would keep a mixture that matches neither.
+    The backbone's: its ImageNet statistics, as batches of 16 crops are too small to re-estimate
+    them. With ``neck``, the neck's too: it sees template and search batches, whose statistics
+    differ, so training would keep a mixture that matches neither. And every BN layer whose
+    parameters are frozen (``TrainConfig.trainable``): a frozen layer keeps its statistics too.
     """
-    modules = list(model.backbone.modules()) + (list(model.neck.modules()) if neck else [])
-    for module in modules:
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.eval()
-
-
-def _freeze_untrained_bn(model: SiamDMN) -> None:
-    """BN layers whose parameters are all frozen keep their running statistics too."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d) and not any(p.requires_grad for p in module.parameters()):
-            module.eval()
+    fixed = {id(m) for m in list(model.backbone.modules()) + (list(model.neck.modules()) if neck else [])}
+    return [
+        module
+        for module in model.modules()
+        if isinstance(module, torch.nn.BatchNorm2d)
+        and (id(module) in fixed or not any(p.requires_grad for p in module.parameters()))
+    ]
 
 
 def _lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -457,11 +455,11 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
     window: list[dict[str, float]] = []
     t_epoch = time.monotonic()
     wall_start = time.monotonic()
+    fixed_bn = _fixed_bn_layers(model, neck=cfg.freeze_neck_bn)
     while step < end:
         model.train()
-        _freeze_backbone_bn(model, neck=cfg.freeze_neck_bn)
-        if cfg.trainable:
-            _freeze_untrained_bn(model)
+        for layer in fixed_bn:
+            layer.eval()
         waited = time.monotonic()
         batch, rng = next(batches)
         waited = time.monotonic() - waited  # > 0 when the batch builders, not the step, set the pace
