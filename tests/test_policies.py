@@ -1,10 +1,13 @@
-"""The tracker's small decisions, tested without a network: presence policy and mask merging."""
+"""The tracker's small decisions, tested without a network: presence policy, mask merging and appearance memory."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from vosctl.memory import AppearanceMemory, MemoryConfig
 from vosctl.merge import merge_objects
+from vosctl.model.network import TemplateEmbedding
 from vosctl.presence import PresenceConfig, PresenceSignals, is_visible, lost_search_growth
 
 
@@ -73,3 +76,22 @@ def test_sweep_covers_the_whole_frame() -> None:
         covered[int(max(0, cy - 300)) : int(cy + 300), int(max(0, cx - 300)) : int(cx + 300)] = True
     assert covered.all()
     assert len(centres) <= 9 * 5  # tiles of 600 px with a quarter overlap: a bounded cycle
+
+
+def _embedding(value: float, objects: int = 1) -> TemplateEmbedding:
+    return TemplateEmbedding(torch.full((objects, 4, 2, 2), value), torch.full((objects, 4), value))
+
+
+def test_memory_combines_the_trusted_entry_with_the_bounded_bank() -> None:
+    memory = AppearanceMemory.from_embedding(MemoryConfig(bank_size=2, trusted_weight=0.5), _embedding(1.0, objects=2))
+    for value in (3.0, 5.0, 7.0):  # the oldest (3) falls out of a bank of two
+        memory.add_recent(0, _embedding(value))
+    assert len(memory.bank[0]) == 2 and not memory.bank[1]
+    combined = memory.combined()
+    assert torch.allclose(combined.kernel[0], torch.full((4, 2, 2), 0.5 * 1.0 + 0.5 * 6.0))
+    assert torch.allclose(combined.prototype[0], torch.full((4,), 0.5 * 1.0 + 0.5 * 6.0))
+    assert torch.equal(combined.kernel[1], torch.ones(4, 2, 2))  # an empty bank: the trusted entry as it is
+
+    memory.set_trusted(0, _embedding(9.0))  # a correction: the new trusted appearance, the bank restarts
+    assert not memory.bank[0]
+    assert torch.equal(memory.combined().kernel[0], torch.full((4, 2, 2), 9.0))
