@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -457,3 +460,24 @@ def test_training_only_the_named_layers_leaves_the_rest_untouched(tmp_path: Path
     assert "backbone.features.0.1.running_mean" not in moved  # BN statistics too
     with pytest.raises(ValueError, match="no parameter name"):
         train(TrainConfig(**{**config.__dict__, "trainable": ["nothing"], "run_dir": str(tmp_path / "r2")}), "cpu")
+
+
+def test_loader_workers_start_after_opencv_used_threads() -> None:
+    """Training's DataLoader forks its workers; a parent whose OpenCV pool already had threads
+    (any earlier cv2 work under the thread policy) used to leave them waiting forever."""
+    script = textwrap.dedent(
+        """
+        import cv2, numpy as np
+        from vosctl.train.loop import _batch_stream
+
+        cv2.setNumThreads(2)
+        image = np.zeros((1080, 1920, 3), np.uint8)
+        for _ in range(3):
+            cv2.GaussianBlur(image, (11, 11), 3)  # the parent's pool now has its threads
+        batches = _batch_stream(lambda step: ({"step": step}, None), 0, 4, workers=2)
+        assert [batch["step"] for batch, _ in batches] == [0, 1, 2, 3]
+        assert cv2.getNumThreads() == 2  # the parent's setting is restored afterwards
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr

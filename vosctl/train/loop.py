@@ -273,9 +273,9 @@ class _StepBatches(torch.utils.data.Dataset):
 
 
 def _quiet_worker(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # the workers are the parallelism; nested thread pools only contend
+    # The workers are the parallelism; nested thread pools only contend. OpenCV's pool is set to one
+    # thread in the parent before the fork (``_batch_stream``): cv2.setNumThreads here, in a child
+    # forked while the parent's pool had threads, waits forever for threads the fork did not copy.
     torch.set_num_threads(1)
 
 
@@ -303,6 +303,10 @@ def _batch_stream(
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         return
+    import cv2
+
+    cv2_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # in the parent, before the fork: the workers inherit a pool without threads
     loader = torch.utils.data.DataLoader(
         _StepBatches(make_batch, range(start, end)),
         batch_size=None,  # items are whole batches already
@@ -313,7 +317,10 @@ def _batch_stream(
         pin_memory=pin_memory,  # only worth it when the step runs on a GPU
         multiprocessing_context="fork",  # workers share the decoded frames instead of copying them
     )
-    yield from loader
+    try:
+        yield from loader
+    finally:
+        cv2.setNumThreads(cv2_threads)
 
 
 def heldout_j(
