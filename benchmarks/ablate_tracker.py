@@ -1,12 +1,12 @@
 """Tracker ablations on DAVIS sequences: mean J per sequence for SegmenterConfig variants.
 
     python benchmarks/ablate_tracker.py --davis ../davis2016 \\
-        --variants base,lost_presence=0.0,bank_size=0 [--sequences a,b,...] [--model default] [--workers 2]
+        --variants base,presence.lost_presence=0.0,memory.bank_size=0 \\
+        [--sequences a,b,...] [--model default] [--workers 2]
 
-A variant is ``base`` or ``field=value[+field=value...]``; fields of ``PresenceConfig``
-(``lost_presence``, ``found_presence``, ``lost_patience``, ...), ``MemoryConfig`` (``bank_size``,
-``trusted_weight``, ``update_every``, ``min_confidence``) or ``SegmenterConfig`` itself
-(``window_influence``, ``mask_threshold``, ...). Each sequence is tracked from its first mask
+A variant is ``base`` or ``KEY=VALUE[+KEY=VALUE...]``, each KEY=VALUE as ``vosctl segment --set``
+takes it (``vosctl.overrides``): ``presence.lost_patience``, ``memory.trusted_weight``,
+``window_influence``, ``mask_threshold``, ... Each sequence is tracked from its first mask
 with the real tracker (``vosctl.train.loop.heldout_j``, training's own evaluation), one thread
 per worker; J is the region similarity over the frames DAVIS scores (all but the first and the
 last). The default sequences are the shipped model's held-out ones. For information, never for
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import fields, replace
 
 import numpy as np
 
@@ -26,25 +25,10 @@ HELD_OUT = "bear,car-turn,flamingo,lucia,paragliding,stroller"
 
 
 def make_config(variant: str):
-    from vosctl.memory import MemoryConfig
-    from vosctl.presence import PresenceConfig
+    from vosctl.overrides import apply_overrides
     from vosctl.tracker import SegmenterConfig
 
-    config = SegmenterConfig()
-    presence_fields = {f.name for f in fields(PresenceConfig)}
-    memory_fields = {f.name for f in fields(MemoryConfig)}
-    for part in variant.split("+"):
-        if part == "base":
-            continue
-        key, raw = part.split("=")
-        value: float | int = float(raw) if "." in raw else int(raw)
-        if key in presence_fields:
-            config = replace(config, presence=replace(config.presence, **{key: value}))
-        elif key in memory_fields:
-            config = replace(config, memory=replace(config.memory, **{key: value}))
-        else:
-            config = replace(config, **{key: value})
-    return config
+    return apply_overrides(SegmenterConfig(), [part for part in variant.split("+") if part != "base"])
 
 
 def mean_j(job: tuple[str, str, str, str]) -> tuple[str, str, float]:

@@ -220,6 +220,11 @@ def test_too_short_sequence_is_skipped(tmp_path) -> None:
         (["--davis", "{root}", "--year", "2016", "--eval-only", "--results", "{tmp}/none"], "does not exist"),
         (["--davis", "{root}", "--year", "2016", "--sequences", "ghost,nope"], "none of the 2 requested"),
         (["--davis", "{root}", "--year", "2016", "--results", "{root}/Annotations/480p"], "inside the DAVIS"),
+        (["--davis", "{root}", "--year", "2016", "--set", "memory=1"], "memory is a group"),
+        (
+            ["--davis", "{root}", "--year", "2016", "--eval-only", "--results", "{tmp}", "--set", "mask_threshold=0.4"],
+            "--eval-only only scores",
+        ),
     ],
 )
 def test_bad_input_exits_2(davis2016, tmp_path, args, message) -> None:
@@ -325,12 +330,18 @@ class OracleSegmenter:
             yield _Result(self.truth[key][t])
 
 
-def test_run_mode_with_stand_in_segmenter(davis2017, tmp_path, monkeypatch) -> None:
-    root, sequences, _ = davis2017
+def _oracle_truth(sequences: dict[str, list[np.ndarray]]) -> dict[tuple[int, ...], list[np.ndarray]]:
+    """OracleSegmenter's lookup: each sequence's labels, keyed by its first object pixel and top id."""
     truth = {}
     for labels in sequences.values():
         first = labels[0]
         truth[tuple(int(v) for v in np.argwhere(first > 0)[0]) + (int(first.max()),)] = labels
+    return truth
+
+
+def test_run_mode_with_stand_in_segmenter(davis2017, tmp_path, monkeypatch) -> None:
+    root, sequences, _ = davis2017
+    truth = _oracle_truth(sequences)
     monkeypatch.setattr(benchmark_module, "_load_segmenter", lambda options: OracleSegmenter(truth))
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -355,6 +366,24 @@ def test_run_mode_with_stand_in_segmenter(davis2017, tmp_path, monkeypatch) -> N
         assert image.mode == "P"
         np.testing.assert_array_equal(np.array(image), sequences["duo"][2])
     assert not [p for p in results.rglob(".*")], "no temporaries may remain"
+
+
+def test_settings_reach_the_segmenter_and_the_json(davis2017, tmp_path, monkeypatch) -> None:
+    root, sequences, _ = davis2017
+    truth = _oracle_truth(sequences)
+    configs = []
+
+    def load(options: BenchmarkOptions) -> OracleSegmenter:
+        configs.append(benchmark_module._segmenter_config(options))
+        return OracleSegmenter(truth)
+
+    monkeypatch.setattr(benchmark_module, "_load_segmenter", load)
+    run = cli("--davis", str(root), "--year", "2017", "--json", str(tmp_path / "a.json"), "--quiet",
+              "--set", "memory.bank_size=0", "--set", "window_influence=0.2")  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    assert configs and all(c.memory.bank_size == 0 and c.window_influence == 0.2 for c in configs)
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["settings"] == ["memory.bank_size=0", "window_influence=0.2"] and report["prompt"] == "mask"
 
 
 @pytest.mark.skipif(not CHECKPOINT.exists(), reason="models/default.pt (the shipped checkpoint) is not there yet")

@@ -73,7 +73,16 @@ def test_existing_output_refused_then_forced(clip, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing_input", "undecodable", "wrong_size_mask", "empty_mask", "box_off_frame", "no_prompt", "missing_mask"],
+    [
+        "missing_input",
+        "undecodable",
+        "wrong_size_mask",
+        "empty_mask",
+        "box_off_frame",
+        "no_prompt",
+        "missing_mask",
+        "bad_setting",
+    ],
 )
 def test_bad_input_exit_2_and_nothing_written(clip, tmp_path, case) -> None:
     video, mask, _ = clip
@@ -100,6 +109,8 @@ def test_bad_input_exit_2_and_nothing_written(clip, tmp_path, case) -> None:
         args, expect = [str(video)], "--mask"
     elif case == "missing_mask":
         args, expect = [str(video), "--mask", str(tmp_path / "none.png")], "none.png"
+    elif case == "bad_setting":
+        args, expect = [str(video), "--mask", str(mask), "--set", "memory.trusted_weight=2"], "memory.trusted_weight"
     run = vosctl("segment", *args, "-o", str(out))
     assert run.returncode == 2, (run.returncode, run.stderr)
     lines = run.stderr.strip().splitlines()
@@ -182,3 +193,14 @@ def test_search_size_option(clip, tmp_path) -> None:
     bad = vosctl("segment", str(video), "--mask", str(mask), "-o", str(tmp_path / "bad"), "--search-size", "200")
     assert bad.returncode == 2 and "multiple of 16" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_set_option_changes_tracker_settings(clip, tmp_path) -> None:
+    """--set reaches the tracker (a prompt-heavy memory, a weaker motion penalty) and still follows the square."""
+    video, mask, truth = clip
+    out = tmp_path / "set"
+    run = vosctl("segment", str(video), "--mask", str(mask), "-o", str(out), "--png",
+                 "--set", "memory.trusted_weight=0.75", "--set", "window_influence=0.2")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    last = np.array(Image.open(sorted((out / "masks").iterdir())[-1]))
+    assert iou(last == 1, truth[-1] == 1) > 0.7

@@ -55,6 +55,15 @@ SearchSizeOption = Annotated[
         "to. Default: the model's own (v6: 288, v5-fast: 192). Smaller is faster, with coarser masks.",
     ),
 ]
+SettingsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Change a tracker setting; repeatable. E.g. --set memory.trusted_weight=0.75 "
+        "(see 'Tracker settings' in the README).",
+    ),
+]
 ThreadsOption = Annotated[
     int | None,
     typer.Option(
@@ -172,6 +181,7 @@ def segment(
     ] = "forward",
     full_frame: FullFrameOption = False,
     search_size: SearchSizeOption = None,
+    settings: SettingsOption = None,
     threads: ThreadsOption = None,
     engine: Annotated[
         str,
@@ -249,6 +259,7 @@ def segment(
         manifest=manifest,
         workers=workers,
         ray=ray,
+        settings=list(settings or []),
     )
     try:
         code = run_segment_cli(options)
@@ -273,6 +284,7 @@ def benchmark(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     full_frame: FullFrameOption = False,
     search_size: SearchSizeOption = None,
+    settings: SettingsOption = None,
     threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     prompt: Annotated[
@@ -308,6 +320,7 @@ def benchmark(
         prompt=prompt,
         workers=workers,
         ray=ray,
+        settings=list(settings or []),
     )
     try:
         code = run_benchmark_cli(options)

@@ -34,3 +34,9 @@ class CheckpointError(VosctlError):
     """A model checkpoint is missing, unreadable or incompatible with this version (exit code 2)."""
 
     exit_code = 2
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`InputError` with ``message`` unless ``condition`` (settings' range checks)."""
+    if not condition:
+        raise InputError(message)

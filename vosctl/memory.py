@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vosctl.errors import require
 from vosctl.model.network import TemplateEmbedding
 
 
@@ -23,6 +24,12 @@ class MemoryConfig:
     trusted_weight: float = 0.5  # weight of the trusted entry in the combined embedding (the bank shares the rest)
     update_every: int = 5  # frames between bank updates
     min_confidence: float = 0.7  # presence needed for a frame to enter the bank (models with a presence head)
+
+    def __post_init__(self) -> None:
+        require(self.bank_size >= 0, f"memory.bank_size must be >= 0, got {self.bank_size}")
+        weight = self.trusted_weight
+        require(0.0 <= weight <= 1.0, f"memory.trusted_weight must be in [0, 1], got {weight}")
+        require(self.update_every >= 1, f"memory.update_every must be >= 1, got {self.update_every}")
 
 
 @dataclass

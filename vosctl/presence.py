@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from vosctl.errors import require
+
 
 @dataclass(frozen=True)
 class PresenceConfig:
@@ -43,6 +45,14 @@ class PresenceConfig:
     # ... then sweeps the whole frame tile by tile at the crop's scale, one tile per frame, so an
     # object re-entering anywhere is found within a bounded number of frames at a bounded cost.
     sweep_after: int = 8
+
+    def __post_init__(self) -> None:
+        lo, hi = self.reacquire_area_range
+        require(0.0 <= lo <= hi, f"presence.reacquire_area_range must be LOW,HIGH with 0 <= LOW <= HIGH, got {lo},{hi}")
+        require(self.lost_patience >= 0, f"presence.lost_patience must be >= 0, got {self.lost_patience}")
+        require(self.lost_growth >= 1.0, f"presence.lost_growth must be >= 1, got {self.lost_growth}")
+        require(self.lost_max_scale >= 1.0, f"presence.lost_max_scale must be >= 1, got {self.lost_max_scale}")
+        require(self.sweep_after >= 0, f"presence.sweep_after must be >= 0, got {self.sweep_after}")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from vosctl.engine import Engine, SearchResult
-from vosctl.errors import InputError
+from vosctl.errors import InputError, require
 from vosctl.geometry import (
     PAD_COLOUR,
     LocalMask,
@@ -87,6 +87,18 @@ class SegmenterConfig:
     # model's own (NetworkConfig.tracking_search_size). Larger = finer masks and slower (cost ~ side^2);
     # the window itself does not change.
     search_size: int | None = None
+
+    def __post_init__(self) -> None:
+        # Ranges outside which the tracker would fail later or silently produce nonsense; the
+        # search size, precision and engine are checked where they are resolved.
+        require(self.context >= 0.0, f"context must be >= 0, got {self.context}")
+        require(0.0 <= self.window_influence <= 1.0, f"window_influence must be in [0, 1], got {self.window_influence}")
+        require(0.0 < self.mask_threshold < 1.0, f"mask_threshold must be between 0 and 1, got {self.mask_threshold}")
+        require(0.0 <= self.size_smoothing <= 1.0, f"size_smoothing must be in [0, 1], got {self.size_smoothing}")
+        require(self.min_size > 0.0, f"min_size must be > 0, got {self.min_size}")
+        require(self.max_size_change >= 1.0, f"max_size_change must be >= 1, got {self.max_size_change}")
+        require(self.overlap_prior_weight >= 0.0, f"overlap_prior_weight must be >= 0, got {self.overlap_prior_weight}")
+        require(self.full_frame_max_pixels > 0, f"full_frame_max_pixels must be > 0, got {self.full_frame_max_pixels}")
 
 
 @dataclass

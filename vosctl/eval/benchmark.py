@@ -39,6 +39,7 @@ import numpy as np
 from vosctl.errors import InputError
 from vosctl.eval.davis import DavisDataset, DavisSequence, write_label_png
 from vosctl.eval.measures import BOUND_TH, Statistics, db_statistics, f_measure
+from vosctl.overrides import apply_overrides
 from vosctl.results import rate
 
 GLOBAL_FIELDS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
@@ -80,6 +81,7 @@ class BenchmarkOptions:
     prompt: str = "mask"  # "mask": the first annotation; "box": each object's box of it (SiamMask's protocol)
     workers: int | None = None  # N local worker processes, one sequence per task
     ray: str | None = None  # a Ray address ("auto", "local", HOST:PORT), one sequence per task
+    settings: list[str] = field(default_factory=list)  # --set KEY=VALUE tracker settings (vosctl.overrides)
 
 
 @dataclass
@@ -150,6 +152,8 @@ class BenchmarkReport:
     wall_seconds: float | None = None
     workers: int | None = None
     ray: str | None = None
+    prompt: str | None = None  # "mask" or "box"; None in eval-only mode
+    settings: list[str] = field(default_factory=list)  # the --set tracker settings the masks were made with
 
     def global_figures(self) -> dict[str, float]:
         """The official global row: means over all objects of all sequences."""
@@ -209,6 +213,8 @@ class BenchmarkReport:
             "fps_note": FPS_NOTE,
             "workers": self.workers,
             "ray": self.ray,
+            "prompt": self.prompt,
+            "settings": list(self.settings),
             "fps_aggregate": None
             if timing is None or not self.wall_seconds
             else _finite(timing.frames / self.wall_seconds),
@@ -390,7 +396,8 @@ class _EmptyTrack:
 def _segmenter_config(options: BenchmarkOptions) -> Any:
     from vosctl.tracker import SegmenterConfig
 
-    return SegmenterConfig(full_frame=options.full_frame, search_size=options.search_size)
+    config = SegmenterConfig(full_frame=options.full_frame, search_size=options.search_size)
+    return apply_overrides(config, options.settings)
 
 
 def _load_segmenter(options: BenchmarkOptions) -> Any:
@@ -406,6 +413,8 @@ def _load_segmenter(options: BenchmarkOptions) -> Any:
 
 def _check_options(options: BenchmarkOptions, dataset: DavisDataset) -> None:
     if options.eval_only:
+        if options.settings:
+            raise InputError("--set changes how masks are made; --eval-only only scores masks that exist")
         if options.results is None:
             raise InputError("--eval-only needs --results DIR (the folder with <sequence>/00000.png ... masks)")
         if not options.results.is_dir():
@@ -458,6 +467,8 @@ def run_benchmark(
             f"none of the {len(missing)} requested sequence(s) of DAVIS {options.year} {options.split} "
             f"can be scored from {dataset.root}"
         )
+    if not options.eval_only:
+        _segmenter_config(options)  # a bad --set fails here, before a model loads or a mask is written
 
     report = BenchmarkReport(
         year=dataset.year,
@@ -465,6 +476,8 @@ def run_benchmark(
         davis_root=dataset.root,
         results=options.results,
         skipped=missing,
+        prompt=None if options.eval_only else options.prompt,
+        settings=list(options.settings),
     )
     task = None
     if progress is not None:

@@ -29,6 +29,7 @@ from vosctl.io.atomic import (
     writable_problem,
 )
 from vosctl.jobs.signals import Terminated, graceful_termination, report_interruption, signals_deferred
+from vosctl.overrides import apply_overrides
 from vosctl.prefetch import prefetch, write_behind
 from vosctl.results import Timing
 
@@ -67,6 +68,7 @@ class SegmentOptions:
     manifest: str | None = None
     workers: int | None = None
     ray: str | None = None
+    settings: list[str] = field(default_factory=list)  # --set KEY=VALUE tracker settings (vosctl.overrides)
 
 
 @dataclass
@@ -451,7 +453,8 @@ def segmenter_config(options: SegmentOptions) -> Any:
     """The tracker configuration these options ask for (also the batch workers' cache key)."""
     from vosctl.tracker import SegmenterConfig
 
-    return SegmenterConfig(full_frame=options.full_frame, engine=options.engine, search_size=options.search_size)
+    config = SegmenterConfig(full_frame=options.full_frame, engine=options.engine, search_size=options.search_size)
+    return apply_overrides(config, options.settings)
 
 
 def load_segmenter(options: SegmentOptions) -> Any:
@@ -469,6 +472,7 @@ def run_segment(options: SegmentOptions, stdin: Any = None) -> Iterator[dict[str
 
     if options.mask_pattern:
         check_mask_pattern(options.mask_pattern)
+    segmenter_config(options)  # a bad --set fails here, before any input is read or output planned
     paths = expand_inputs(options.inputs, stdin)
     batch = len(paths) > 1 or "-" in options.inputs
     if options.output is not None and options.output.exists() and not options.output.is_dir():
@@ -508,6 +512,7 @@ def run_segment_cli(options: SegmentOptions) -> int:
     code is then 128 + the signal (130 Ctrl-C, 143 SIGTERM). (Batches manage their workers'
     signals themselves, in vosctl.jobs.batch.)
     """
+    segmenter_config(options)  # a bad --set is one line before anything starts, batches included
     if options.manifest is not None or options.workers is not None or options.ray is not None:
         from vosctl.jobs.batch import run_batch_cli
 
