@@ -204,3 +204,16 @@ def test_set_option_changes_tracker_settings(clip, tmp_path) -> None:
     assert run.returncode == 0, run.stderr
     last = np.array(Image.open(sorted((out / "masks").iterdir())[-1]))
     assert iou(last == 1, truth[-1] == 1) > 0.7
+
+
+def test_bad_setting_refused_before_batch_workers_start(clip, tmp_path) -> None:
+    video, mask, _ = clip
+    copies = []
+    for name in ("a.mp4", "b.mp4"):
+        copies.append(tmp_path / name)
+        copies[-1].write_bytes(video.read_bytes())
+    run = vosctl("segment", *map(str, copies), "--mask", str(mask), "--workers", "2",
+                 "--set", "presence.lost_patiense=3")  # fmt: skip
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr  # once, not per job
+    assert "presence.lost_patiense" in run.stderr and "presence.lost_patience" in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4"]

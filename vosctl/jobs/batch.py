@@ -355,7 +355,9 @@ class BatchRefused(InputError):
 def plan_batch(options: SegmentOptions, stdin: Any = None) -> list[BatchJob]:
     """Plan, validate and check every job; raises :class:`BatchRefused` when nothing may run."""
     from vosctl.jobs.manifest import ManifestError
+    from vosctl.jobs.segment import segmenter_config
 
+    segmenter_config(options)  # a bad --set fails once, here, not once per job on the workers
     manifest = options.manifest is not None
     if options.ray:  # fail on a missing optional dependency before reading anything
         from vosctl.jobs.ray_backend import import_ray

@@ -512,7 +512,6 @@ def run_segment_cli(options: SegmentOptions) -> int:
     code is then 128 + the signal (130 Ctrl-C, 143 SIGTERM). (Batches manage their workers'
     signals themselves, in vosctl.jobs.batch.)
     """
-    segmenter_config(options)  # a bad --set is one line before anything starts, batches included
     if options.manifest is not None or options.workers is not None or options.ray is not None:
         from vosctl.jobs.batch import run_batch_cli
 

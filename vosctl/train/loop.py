@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -303,8 +304,6 @@ def _batch_stream(
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         return
-    import cv2
-
     cv2_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # in the parent, before the fork: the workers inherit a pool without threads
     loader = torch.utils.data.DataLoader(
