@@ -419,3 +419,68 @@ def test_eval_only_does_not_import_torch(davis2016, tmp_path) -> None:
 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+# --------------------------------------------------------------------------- input-noise replicates
+
+
+def test_replicate_noise_is_seeded_small_and_different_per_replicate_and_sequence() -> None:
+    frame = np.random.default_rng(0).integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+    frame[0, :, :] = 0  # clipping at both ends
+    frame[1, :, :] = 255
+    one = benchmark_module.replicate_noise(frame, 1, "walk", 3)
+    assert one.dtype == np.uint8 and one.shape == frame.shape
+    np.testing.assert_array_equal(one, benchmark_module.replicate_noise(frame, 1, "walk", 3))  # seeded
+    step = one.astype(int) - frame.astype(int)
+    assert set(np.unique(step)) == {-1, 0, 1}
+    assert one[0].min() == 0 and one[1].max() == 255
+    for other in (
+        benchmark_module.replicate_noise(frame, 2, "walk", 3),  # another replicate
+        benchmark_module.replicate_noise(frame, 1, "run", 3),  # another sequence
+        benchmark_module.replicate_noise(frame, 1, "walk", 4),  # another frame
+    ):
+        assert (other != one).mean() > 0.3
+
+
+class FrameRecorder(OracleSegmenter):
+    """The oracle, also keeping every frame it was given (in order)."""
+
+    def __init__(self, truth) -> None:
+        super().__init__(truth)
+        self.frames: list[np.ndarray] = []
+
+    def track(self, frames, labels):
+        def recorded():
+            for rgb in frames:
+                self.frames.append(rgb.copy())
+                yield rgb
+
+        yield from super().track(recorded(), labels)
+
+
+def test_replicate_perturbs_the_frames_and_is_recorded(davis2017, tmp_path, monkeypatch) -> None:
+    root, sequences, _ = davis2017
+    recorders = []
+
+    def load(options: BenchmarkOptions) -> FrameRecorder:
+        recorders.append(FrameRecorder(_oracle_truth(sequences)))
+        return recorders[-1]
+
+    monkeypatch.setattr(benchmark_module, "_load_segmenter", load)
+    for replicate in (0, 2, 2):
+        run = cli("--davis", str(root), "--year", "2017", "--replicate", str(replicate), "--quiet",
+                  "--json", str(tmp_path / f"r{replicate}.json"))  # fmt: skip
+        assert run.exit_code == 0, run.stderr
+        assert json.loads((tmp_path / f"r{replicate}.json").read_text())["replicate"] == replicate
+    given, noisy, again = (np.stack(r.frames).astype(int) for r in recorders)
+    assert np.abs(noisy - given).max() == 1 and (noisy != given).mean() > 0.5
+    np.testing.assert_array_equal(noisy, again)  # the same replicate sees the same frames
+
+
+def test_replicate_errors(davis2016, tmp_path) -> None:
+    root, _ = davis2016
+    run = cli("--davis", str(root), "--replicate", "-1", "--quiet")
+    assert run.exit_code == 2 and "--replicate must be 0 (frames as given) or a positive number, got -1" in run.stderr
+    run = cli("--davis", str(root), "--eval-only", "--results", str(tmp_path), "--replicate", "1")
+    assert run.exit_code == 2 and "--replicate changes the frames" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1

@@ -298,6 +298,14 @@ def benchmark(
         str | None,
         typer.Option("--ray", help="Run the sequences as Ray tasks: 'auto', 'local' or a cluster address."),
     ] = None,
+    replicate: Annotated[
+        int,
+        typer.Option(
+            "--replicate",
+            help="0: frames as given. K >= 1: every frame + seeded noise of +-1 grey level, replicate K, "
+            "to tell a real difference between settings from chance (benchmarks/compare_replicates.py).",
+        ),
+    ] = 0,
 ) -> None:
     """Run vosctl on DAVIS and compute the official J and F measures (or evaluate another tool's masks)."""
     from vosctl.eval.benchmark import BenchmarkOptions, run_benchmark_cli
@@ -321,6 +329,7 @@ def benchmark(
         workers=workers,
         ray=ray,
         settings=list(settings or []),
+        replicate=replicate,
     )
     try:
         code = run_benchmark_cli(options)
