@@ -484,3 +484,22 @@ def test_replicate_errors(davis2016, tmp_path) -> None:
     run = cli("--davis", str(root), "--eval-only", "--results", str(tmp_path), "--replicate", "1")
     assert run.exit_code == 2 and "--replicate changes the frames" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_replicate_reaches_the_worker_task(davis2017, monkeypatch) -> None:
+    # --workers and --ray run each sequence through segment_and_score_task; run one here, in process.
+    from vosctl.eval.davis import DavisDataset
+    from vosctl.jobs import pool
+
+    root, sequences, _ = davis2017
+    recorder = FrameRecorder(_oracle_truth(sequences))
+    monkeypatch.setattr(pool, "_CACHE", {})
+    monkeypatch.setattr(benchmark_module, "_load_segmenter", lambda options: recorder)
+    dataset = DavisDataset(root, "2017")
+    (solo,), _ = dataset.find_sequences("val", ["solo"], need_images=True)
+    options = BenchmarkOptions(davis_root=root, year="2017", replicate=3)
+    done = benchmark_module.segment_and_score_task(benchmark_module.SequenceTask(options, dataset, solo, None))
+    assert "error" not in done
+    given = [cv2.cvtColor(cv2.imread(str(solo.image_path(s))), cv2.COLOR_BGR2RGB) for s in solo.frame_stems]
+    expected = [benchmark_module.replicate_noise(g, 3, "solo", t) for t, g in enumerate(given)]
+    np.testing.assert_array_equal(np.stack(recorder.frames), np.stack(expected))
