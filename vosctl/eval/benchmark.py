@@ -341,23 +341,25 @@ def _segment_sequence(
     sequence: DavisSequence,
     results_dir: Path,
     timing: SegmentationTiming,
+    options: BenchmarkOptions,
     on_frame: Callable[[], None] | None = None,
-    prompt: str = "mask",
-    replicate: int = 0,
 ) -> np.ndarray:
-    """Run the segmenter on one sequence, write ``results_dir/<seq>/*.png``; returns ``T x H x W`` labels."""
+    """Run the segmenter on one sequence, write ``results_dir/<seq>/*.png``; returns ``T x H x W`` labels.
+
+    From ``options``: the prompt (mask or box) and the input-noise replicate.
+    """
     from vosctl.io.atomic import AtomicPath
 
     start_total = time.perf_counter()
     first_labels = dataset.first_frame_labels(sequence)
     stems = list(sequence.frame_stems)
-    frames = _TimedFrames([sequence.image_path(stem) for stem in stems], replicate, sequence.name)
+    frames = _TimedFrames([sequence.image_path(stem) for stem in stems], options.replicate, sequence.name)
     predictions = np.zeros((len(stems), *first_labels.shape), np.uint8)
     target = AtomicPath(results_dir / sequence.name, folder=True)
     write_seconds = 0.0
     inside_next = 0.0
     try:
-        if first_labels.any() and prompt == "box":
+        if first_labels.any() and options.prompt == "box":
             # Boxes of the first annotation, objects in id order (the tracker numbers boxes 1..N).
             from vosctl.geometry import mask_box
 
@@ -548,9 +550,7 @@ def run_benchmark(
         for sequence in present:
             if progress is not None:
                 progress.update(task, description=sequence.name)
-            predictions = _segment_sequence(
-                segmenter, dataset, sequence, results_dir, timing, on_frame, options.prompt, options.replicate
-            )
+            predictions = _segment_sequence(segmenter, dataset, sequence, results_dir, timing, options, on_frame)
             start = time.perf_counter()
             stems = scored_stems(sequence)
             gt = dataset.read_annotations(sequence, stems)
@@ -593,15 +593,7 @@ def segment_and_score_task(task: SequenceTask) -> dict[str, Any]:
         scratch = tempfile.TemporaryDirectory(prefix="vosctl-davis-") if task.results is None else None
         with scratch if scratch is not None else contextlib.nullcontext():
             results_dir = task.results if task.results is not None else Path(scratch.name)
-            predictions = _segment_sequence(
-                segmenter,
-                task.dataset,
-                task.sequence,
-                results_dir,
-                timing,
-                prompt=options.prompt,
-                replicate=options.replicate,
-            )
+            predictions = _segment_sequence(segmenter, task.dataset, task.sequence, results_dir, timing, options)
         start = time.perf_counter()
         stems = scored_stems(task.sequence)
         gt = task.dataset.read_annotations(task.sequence, stems)

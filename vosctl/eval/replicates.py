@@ -71,13 +71,11 @@ def compare_replicates(
             raise InputError(f"no {rule.figure} for {name} (figures: J&F-Mean, J-Mean, F-Mean, J-Recall, ...)")
         return float(value)
 
-    diffs = {r: {n: figure(cand_runs[r], n) - figure(base_runs[r], n) for n in names} for r in replicates}
+    base_values = {r: {n: figure(base_runs[r], n) for n in names} for r in replicates}
+    diffs = {r: {n: figure(cand_runs[r], n) - base_values[r][n] for n in names} for r in replicates}
     per_sequence = {n: sum(diffs[r][n] for r in replicates) / len(replicates) for n in names}
     per_replicate = {r: sum(diffs[r].values()) / len(names) for r in replicates}
-    band = {}
-    for n in names:
-        values = [figure(base_runs[r], n) for r in replicates]
-        band[n] = max(values) - min(values)
+    band = {n: max(v[n] for v in base_values.values()) - min(v[n] for v in base_values.values()) for n in names}
     mean_difference = sum(per_sequence.values()) / len(names)
     worst = min(per_sequence, key=per_sequence.__getitem__)
     passed = mean_difference >= -rule.mean_tolerance and per_sequence[worst] >= -rule.sequence_tolerance
