@@ -28,6 +28,20 @@ def moving_square(frames: int = 30, width: int = 320, height: int = 240) -> tupl
     return [f for f, _ in out], [lab for _, lab in out]
 
 
+def accelerating_square(
+    acceleration: int = 4, frames: int = 22, width: int = 1280, height: int = 240
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A 48 px square speeding up along a wide strip: its step grows by ``acceleration`` px a frame.
+
+    By frame ~11 (step ~45 px) it leaves a search window centred on its last position between
+    two frames; a window centred ahead of it (vosctl.motion) keeps it.
+    """
+    background = texture(11, height, width, cells=8)
+    square = texture(12, 48, 48, cells=3)
+    out = [render(background, [(square, int(20 + acceleration * t * (t + 1) / 2), 90)]) for t in range(frames)]
+    return [f for f, _ in out], [lab for _, lab in out]
+
+
 def crossing_shapes(frames: int = 40, width: int = 320, height: int = 240) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Two textured shapes moving towards each other; shape 2 passes over shape 1 and continues.
 

@@ -1,13 +1,16 @@
-"""The tracker's small decisions, tested without a network: presence policy, mask merging and appearance memory."""
+"""The tracker's small decisions, tested without a network: presence policy, mask merging, appearance memory, motion."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from vosctl.errors import InputError
 from vosctl.memory import AppearanceMemory, MemoryConfig
 from vosctl.merge import merge_objects
 from vosctl.model.network import TemplateEmbedding
+from vosctl.motion import MotionConfig, search_centre, update_velocity
 from vosctl.presence import PresenceConfig, PresenceSignals, is_visible, lost_search_growth
 
 
@@ -95,3 +98,23 @@ def test_memory_combines_the_trusted_entry_with_the_bounded_bank() -> None:
     memory.set_trusted(0, _embedding(9.0))  # a correction: the new trusted appearance, the bank restarts
     assert not memory.bank[0]
     assert torch.equal(memory.combined().kernel[0], torch.full((4, 2, 2), 9.0))
+
+
+def test_motion_prediction_leads_a_steady_mover_and_is_capped() -> None:
+    config = MotionConfig(gain=1.0, smoothing=0.5, max_shift=0.25)
+    velocity = (0.0, 0.0)
+    for _ in range(12):  # 10 px right, 4 px up per frame
+        velocity = update_velocity(velocity, (10.0, -4.0), config)
+    assert np.allclose(velocity, (10.0, -4.0), atol=0.01)
+    assert np.allclose(search_centre(100.0, 50.0, velocity, 200.0, config), (110.0, 46.0), atol=0.01)
+    # One jump (a spilled mask moving the box centre) is averaged, not followed.
+    jumped = update_velocity(velocity, (90.0, -4.0), config)
+    assert np.allclose(jumped, (50.0, -4.0), atol=0.01)
+    # The shift is capped at max_shift x the window's side, keeping its direction.
+    x, y = search_centre(0.0, 0.0, (300.0, 400.0), 200.0, config)
+    assert np.isclose(np.hypot(x, y), 50.0) and np.isclose(y / x, 400.0 / 300.0)
+    # gain 0 (the default) is the last position exactly.
+    assert search_centre(100.0, 50.0, velocity, 200.0, MotionConfig()) == (100.0, 50.0)
+    for bad in ({"gain": -1.0}, {"smoothing": 0.0}, {"max_shift": 0.6}):
+        with pytest.raises(InputError, match="motion."):
+            MotionConfig(**bad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scenes import (
+    accelerating_square,
     appearance_change,
     crossing_shapes,
     exit_and_return,
@@ -166,3 +167,44 @@ def test_search_crop_override_keeps_the_window() -> None:
     assert np.mean([iou(r.labels == 1, t == 1) for r, t in zip(results[1:], truth[1:])]) >= 0.8
     with pytest.raises(ValueError, match="multiple of 16"):
         Segmenter.from_pretrained("default", device="cpu", config=SegmenterConfig(search_size=200))
+
+
+def test_window_factor_narrows_the_search_window() -> None:
+    """SegmenterConfig.window_factor sets the search window (the object fills more of the same crop)."""
+    from vosctl import Segmenter, SegmenterConfig
+
+    frames, truth = moving_square()
+    covered: dict[float, list[float]] = {}
+    for factor in (2.0, 1.5):
+        seg = Segmenter.from_pretrained("default", device="cpu", config=SegmenterConfig(window_factor=factor))
+        assert seg.search_factor == factor and seg.search_size == 288
+        search = seg.engine.search
+
+        def spy(crops, templates, prior, bias, _search=search, _factor=factor):
+            covered.setdefault(_factor, []).append(float((prior > 127).mean()))  # the prior's share of the canvas
+            return _search(crops, templates, prior, bias)
+
+        seg.engine.search = spy
+        results = list(seg.track(frames, labels=truth[0]))
+        assert np.mean([iou(r.labels == 1, t == 1) for r, t in zip(results[1:], truth[1:])]) >= 0.8
+    # Same crop size, window 1.5/2 as wide: the object covers (2/1.5)^2 = 1.78x the canvas share.
+    ratio = np.median(covered[1.5]) / np.median(covered[2.0])
+    assert 1.6 < ratio < 1.95, ratio
+    assert Segmenter.from_pretrained("default", device="cpu").search_factor == 2.0  # None: the trained factor
+    with pytest.raises(InputError, match="window_factor must be >= 1"):
+        SegmenterConfig(window_factor=0.9)
+
+
+def test_motion_prediction_keeps_an_accelerating_object() -> None:
+    """motion.gain centres the search ahead of a mover: kept at speeds where the last position loses it."""
+    from vosctl import Segmenter, SegmenterConfig
+    from vosctl.motion import MotionConfig
+
+    frames, truth = accelerating_square()
+    mean_iou = {}
+    for gain in (0.0, 1.0):
+        seg = Segmenter.from_pretrained("default", device="cpu", config=SegmenterConfig(motion=MotionConfig(gain=gain)))
+        results = list(seg.track(frames, labels=truth[0]))
+        mean_iou[gain] = np.mean([iou(r.labels == 1, t == 1) for r, t in zip(results[1:], truth[1:])])
+    assert mean_iou[1.0] >= 0.9, mean_iou
+    assert mean_iou[0.0] < 0.6, mean_iou  # the scene is hard: without prediction the square is lost mid-way

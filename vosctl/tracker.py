@@ -55,6 +55,7 @@ from vosctl.io.checks import check_frame, check_labels
 from vosctl.memory import AppearanceMemory, MemoryConfig
 from vosctl.merge import Window, merge_windows
 from vosctl.model.network import SiamDMN, TemplateEmbedding
+from vosctl.motion import MotionConfig, search_centre, update_velocity
 from vosctl.presence import PresenceConfig, PresenceSignals, lost_search_growth, sweep_centre, update_presence
 from vosctl.results import FrameResult, ObjectResult
 
@@ -83,10 +84,15 @@ class SegmenterConfig:
     engine: str = "torch"
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
     # Search crop side (pixels, a multiple of 16) the search window is resampled to; None: the
     # model's own (NetworkConfig.tracking_search_size). Larger = finer masks and slower (cost ~ side^2);
     # the window itself does not change.
     search_size: int | None = None
+    # Search window side / template window side; None: the model's trained factor
+    # (NetworkConfig.window_factor). Smaller = the object fills more of the crop (finer masks at
+    # the same cost) but less room to move between frames.
+    window_factor: float | None = None
 
     def __post_init__(self) -> None:
         # Ranges outside which the tracker would fail later or silently produce nonsense; the
@@ -98,6 +104,10 @@ class SegmenterConfig:
         require(self.min_size > 0.0, f"min_size must be > 0, got {self.min_size}")
         require(self.max_size_change >= 1.0, f"max_size_change must be >= 1, got {self.max_size_change}")
         require(self.overlap_prior_weight >= 0.0, f"overlap_prior_weight must be >= 0, got {self.overlap_prior_weight}")
+        require(
+            self.window_factor is None or self.window_factor >= 1.0,
+            f"window_factor must be >= 1 (the search window holds the template window), got {self.window_factor}",
+        )
         require(self.full_frame_max_pixels > 0, f"full_frame_max_pixels must be > 0, got {self.full_frame_max_pixels}")
 
 
@@ -113,6 +123,7 @@ class ObjectState:
     area: float = 0.0  # smoothed mask area (pixels), to judge re-acquisitions
     lost_frames: int = 0  # consecutive frames lost
     low_frames: int = 0  # consecutive frames of weak presence while still tracked
+    velocity: tuple[float, float] = (0.0, 0.0)  # smoothed per-frame box-centre displacement (vosctl.motion)
 
 
 @dataclass
@@ -187,7 +198,8 @@ class Segmenter:
         self.template_size = net.template_size
         self.score_size = self.search_size // net.feature_stride
         self.has_presence_head = bool(getattr(net, "presence_head", False))
-        self.search_factor = net.window_factor  # the trained window; search_size only resamples it
+        # The trained window unless overridden; search_size only resamples it.
+        self.search_factor = self.config.window_factor or net.window_factor
         self._bias_cache: dict[tuple[int, int], np.ndarray] = {}
 
     @classmethod
@@ -411,8 +423,11 @@ class Segmenter:
             if self.config.full_frame:  # the frame's top-left corner at the canvas origin
                 matrices.append(np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]]))
                 continue
-            # The object's last position at the canvas centre; long-lost objects sweep the frame.
+            # The object's last position (moved ahead by its velocity, if motion.gain > 0) at the
+            # canvas centre; long-lost objects sweep the frame.
             cx, cy = obj.cx, obj.cy
+            if not obj.lost:
+                cx, cy = search_centre(cx, cy, obj.velocity, min(in_h, in_w) / scale, self.config.motion)
             if obj.lost and not box_prompt:
                 window = min(in_h, in_w) / scale
                 tile = sweep_centre(obj.lost_frames, self.config.presence, state.width, state.height, window)
@@ -562,6 +577,7 @@ class Segmenter:
             obj.score = score
             box, area = None, 0
             if not visible[i]:
+                obj.velocity = (0.0, 0.0)  # unseen this frame: no displacement to trust
                 if decisions[i].lost:
                     obj.lost, obj.lost_frames = True, obj.lost_frames + 1
                     state.prev_masks[i] = LocalMask.empty()
@@ -608,14 +624,17 @@ class Segmenter:
         """New position from the mask; size smoothed and rate-limited so one bad mask cannot blow the window up."""
         cfg = self.config
         x, y, w, h = box
-        obj.cx, obj.cy = x + w / 2, y + h / 2
-        if obj.lost:  # re-found: take its size as it is
+        cx, cy = x + w / 2, y + h / 2
+        if obj.lost:  # re-found: take its size as it is, and no velocity yet
+            obj.velocity = (0.0, 0.0)
             obj.w, obj.h = max(cfg.min_size, w), max(cfg.min_size, h)
         else:
+            obj.velocity = update_velocity(obj.velocity, (cx - obj.cx, cy - obj.cy), cfg.motion)
             lo, hi = 1 / cfg.max_size_change, cfg.max_size_change
             new_w = np.clip((1 - cfg.size_smoothing) * obj.w + cfg.size_smoothing * w, obj.w * lo, obj.w * hi)
             new_h = np.clip((1 - cfg.size_smoothing) * obj.h + cfg.size_smoothing * h, obj.h * lo, obj.h * hi)
             obj.w, obj.h = max(cfg.min_size, float(new_w)), max(cfg.min_size, float(new_h))
+        obj.cx, obj.cy = cx, cy
         obj.lost, obj.lost_frames = False, 0
         obj.area = 0.7 * obj.area + 0.3 * area if obj.area else float(area)
 
