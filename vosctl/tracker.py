@@ -21,6 +21,7 @@ The decisions live beside this loop, each with one owner, so they can change ind
 ==================  ======================================================
 ``vosctl.engine``   device, precision, the batched forward (numpy in/out)
 ``vosctl.geometry`` search-window size, crop and paste
+``vosctl.motion``   where the next search window is centred (off: the last position)
 ``vosctl.presence`` visible / lost / re-acquired, lost-search widening
 ``vosctl.memory``   appearance memory (trusted prompt entry + recent bank)
 ``vosctl.merge``    per-object probabilities -> one label map
