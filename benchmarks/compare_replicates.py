@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", type=Path, nargs="+", required=True, help="base benchmark JSONs")
     parser.add_argument("--candidate", type=Path, nargs="+", required=True, help="the candidate's, same replicates")
     parser.add_argument("--figure", default="J&F-Mean", help="figure to compare: J&F-Mean, J-Mean, F-Mean, ...")
-    parser.add_argument("--mean-tolerance", type=float, default=0.002, help="largest allowed loss of the mean")
+    parser.add_argument(
+        "--mean-tolerance", type=float, default=0.002, help="largest allowed loss of the mean (<0: a required gain)"
+    )
     parser.add_argument("--sequence-tolerance", type=float, default=0.010, help="largest allowed loss of a sequence")
     args = parser.parse_args(argv)
     rule = ReplicateRule(args.figure, args.mean_tolerance, args.sequence_tolerance)
@@ -58,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     worse = sum(d < -0.001 for d in result.per_sequence.values())
     verdict = "PASS" if result.passed else "FAIL"
     print(
-        f"mean {result.mean_difference:+.4f} (>= -{rule.mean_tolerance}), worst {result.worst_sequence} "
-        f"{result.per_sequence[result.worst_sequence]:+.4f} (>= -{rule.sequence_tolerance}); "
+        f"mean {result.mean_difference:+.4f} (>= {-rule.mean_tolerance:+.4f}), worst {result.worst_sequence} "
+        f"{result.per_sequence[result.worst_sequence]:+.4f} (>= {-rule.sequence_tolerance:+.4f}); "
         f"better {better}, worse {worse} -> {verdict}"
     )
     return 0 if result.passed else 1

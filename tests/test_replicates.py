@@ -85,6 +85,9 @@ def test_script_exit_codes_and_table(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "a" in out and "+0.0100" in out and "PASS" in out
     assert main(["--base", *base, "--candidate", *bad]) == 1 and "FAIL" in capsys.readouterr().out
+    # A negative tolerance asks for a gain: +0.005 is not enough for a required +0.006.
+    assert main(["--base", *base, "--candidate", *good, "--mean-tolerance", "-0.006"]) == 1
+    assert "(>= +0.0060)" in capsys.readouterr().out
     assert main(["--base", *base, "--candidate", good[0]]) == 2
     assert "differ" in capsys.readouterr().err
     assert main(["--base", str(tmp_path / "none.json"), "--candidate", good[0]]) == 2
