@@ -427,7 +427,7 @@ class Segmenter:
             # The object's last position (moved ahead by its velocity, if motion.gain > 0) at the
             # canvas centre; long-lost objects sweep the frame.
             cx, cy = obj.cx, obj.cy
-            if not obj.lost:
+            if not obj.lost and self.config.motion.gain:  # off (0): no motion work per frame
                 cx, cy = search_centre(cx, cy, obj.velocity, min(in_h, in_w) / scale, self.config.motion)
             if obj.lost and not box_prompt:
                 window = min(in_h, in_w) / scale
@@ -630,7 +630,8 @@ class Segmenter:
             obj.velocity = (0.0, 0.0)
             obj.w, obj.h = max(cfg.min_size, w), max(cfg.min_size, h)
         else:
-            obj.velocity = update_velocity(obj.velocity, (cx - obj.cx, cy - obj.cy), cfg.motion)
+            if cfg.motion.gain:  # the velocity is only read when motion prediction is on
+                obj.velocity = update_velocity(obj.velocity, (cx - obj.cx, cy - obj.cy), cfg.motion)
             lo, hi = 1 / cfg.max_size_change, cfg.max_size_change
             new_w = np.clip((1 - cfg.size_smoothing) * obj.w + cfg.size_smoothing * w, obj.w * lo, obj.w * hi)
             new_h = np.clip((1 - cfg.size_smoothing) * obj.h + cfg.size_smoothing * h, obj.h * lo, obj.h * hi)
