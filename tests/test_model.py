@@ -481,3 +481,58 @@ def test_loader_workers_start_after_opencv_used_threads() -> None:
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+def test_boundary_band_is_the_ring_around_the_edge() -> None:
+    from vosctl.train.losses import boundary_band
+
+    target = torch.zeros(2, 1, 16, 16)
+    target[0, 0, 4:12, 4:12] = 1.0  # sample 1 stays empty
+    band = boundary_band(target, radius=1)[:, 0]
+    # Within one cell of the edge, on both sides of it.
+    assert bool(band[0, 3, 3]) and bool(band[0, 4, 4]) and bool(band[0, 11, 8]) and bool(band[0, 12, 8])
+    assert not bool(band[0, 7, 7])  # deep inside
+    assert not bool(band[0, 1, 1]) and not bool(band[0, 14, 8])  # far outside
+    assert int(band[0].sum()) == 10 * 10 - 6 * 6  # the 10x10 grown square minus the 6x6 core
+    assert not bool(band[1].any())  # no object, no edge
+    assert int(boundary_band(target, radius=2)[0].sum()) == 12 * 12 - 4 * 4
+
+
+def test_boundary_bce_only_counts_errors_near_the_edge() -> None:
+    from vosctl.train.losses import boundary_bce
+
+    target = torch.zeros(1, 1, 32, 32)
+    target[..., 8:24, 8:24] = 1.0
+    perfect = (target * 2 - 1) * 8.0  # confident and right everywhere
+    interior_error = perfect.clone()
+    interior_error[..., 15:17, 15:17] = -8.0  # a hole deep inside the object
+    edge_error = perfect.clone()
+    edge_error[..., 8:24, 8:10] = -8.0  # the left edge pulled in by two cells
+    base = float(boundary_bce(perfect, target))
+    assert base < 1e-3
+    assert float(boundary_bce(interior_error, target)) == pytest.approx(base)
+    assert float(boundary_bce(edge_error, target)) > 100 * base
+    assert float(boundary_bce(perfect, torch.zeros_like(target))) == 0.0  # no edge: no term (not NaN)
+
+
+def test_boundary_loss_weight_zero_leaves_the_total_unchanged() -> None:
+    """The boundary term is logged in every run, but only a positive weight adds it to the loss."""
+    from vosctl.train.data import PairConfig, PairSampler
+    from vosctl.train.loop import compute_losses
+
+    cfg = NetworkConfig(template_size=64, search_size=128)
+    sampler = PairSampler(PairConfig(template_size=64, search_size=128, negative_prob=0.0), None, None, (0, 0, 1))
+    model = SiamDMN(cfg).eval()
+    weights = {"score": 1.0, "bce": 2.0, "dice": 1.0, "presence": 0.5}
+
+    def total(extra: dict[str, float]) -> tuple[float, dict[str, float]]:
+        rng = np.random.default_rng(5)
+        batch = sampler.batch(rng, 4)
+        with torch.no_grad():
+            loss, stats = compute_losses(model, batch, torch.device("cpu"), {**weights, **extra}, rng)
+        return float(loss), stats
+
+    without, stats = total({})
+    assert stats["boundary"] > 0
+    assert total({"boundary": 0.0})[0] == without
+    assert total({"boundary": 2.0})[0] == pytest.approx(without + 2.0 * stats["boundary"], rel=1e-5)
