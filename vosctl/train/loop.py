@@ -29,7 +29,7 @@ from vosctl.geometry import mask_box
 from vosctl.model.checkpoint import save_checkpoint
 from vosctl.model.network import NetworkConfig, SiamDMN, TemplateEmbedding
 from vosctl.train.data import DavisFrames, PairConfig, PairSampler, StaticImages, default_sequences
-from vosctl.train.losses import boundary_bce, centre_heatmap, focal_heatmap_loss, mask_loss
+from vosctl.train.losses import centre_heatmap, focal_heatmap_loss, mask_loss
 
 if TYPE_CHECKING:
     from vosctl.tracker import SegmenterConfig
@@ -238,13 +238,11 @@ def compute_losses(
     # and it gives every present sample one cell at 1.0 (a positive for the focal loss).
     heat = centre_heatmap((cells.float() + 0.5) * cfg.feature_stride, present, grid, cfg.feature_stride)
     score_loss = focal_heatmap_loss(out.score, heat)
-    bce, dice = mask_loss(out.mask_logits, tensors["search_mask"], present)
+    bce, dice, edge_bce = mask_loss(out.mask_logits, tensors["search_mask"], present)
     total = weights["score"] * score_loss + weights["bce"] * bce + weights["dice"] * dice
     # The boundary term is logged in every run (a control run shows how it moves without it) but
-    # only carries gradients when it is weighted.
+    # only joins the loss, and so carries gradients, when it is weighted.
     boundary_weight = weights.get("boundary", 0.0)
-    with torch.set_grad_enabled(torch.is_grad_enabled() and boundary_weight > 0):
-        edge_bce = boundary_bce(out.mask_logits, tensors["search_mask"])
     if boundary_weight > 0:
         total = total + boundary_weight * edge_bce
     presence_loss = torch.zeros((), device=device)

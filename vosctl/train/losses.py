@@ -32,17 +32,21 @@ def focal_heatmap_loss(
     return (pos_loss.sum() + neg_loss.sum()) / num_pos
 
 
-def mask_loss(logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel BCE over every sample (absent targets must give empty masks) + Dice where present."""
+def mask_loss(
+    logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor, boundary_radius: int = 3
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel BCE over every sample (absent targets must give empty masks), Dice where present, and
+    the BCE averaged over the boundary band (``boundary_bce``), from one per-pixel BCE map."""
     logits = logits.float()
-    bce = F.binary_cross_entropy_with_logits(logits, target)
+    per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    bce = per_pixel.mean()
     prob = torch.sigmoid(logits).flatten(1)
     tgt = target.flatten(1)
     inter = (prob * tgt).sum(1)
     dice = 1 - (2 * inter + 1) / (prob.sum(1) + tgt.sum(1) + 1)
     weight = present.float()
     dice_loss = (dice * weight).sum() / weight.sum().clamp_min(1.0)
-    return bce, dice_loss
+    return bce, dice_loss, _band_mean(per_pixel, target, boundary_radius)
 
 
 def boundary_band(target: torch.Tensor, radius: int) -> torch.Tensor:
@@ -66,7 +70,10 @@ def boundary_bce(logits: torch.Tensor, target: torch.Tensor, radius: int = 3) ->
     the tracker's usual scale). Averaging over the band gives the edge cells a fixed share of the
     loss whatever the object's size.
     """
-    logits = logits.float()
+    per_pixel = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+    return _band_mean(per_pixel, target, radius)
+
+
+def _band_mean(per_pixel: torch.Tensor, target: torch.Tensor, radius: int) -> torch.Tensor:
     band = boundary_band(target, radius).float()
-    per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     return (per_pixel * band).sum() / band.sum().clamp_min(1.0)
