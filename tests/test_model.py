@@ -536,3 +536,27 @@ def test_boundary_loss_weight_zero_leaves_the_total_unchanged() -> None:
     assert stats["boundary"] > 0
     assert total({"boundary": 0.0})[0] == without
     assert total({"boundary": 2.0})[0] == pytest.approx(without + 2.0 * stats["boundary"], rel=1e-5)
+
+
+def test_mask_region_equals_the_whole_canvas_inside_and_is_background_outside() -> None:
+    from vosctl.model.network import OUTSIDE_REGION_LOGIT
+
+    torch.manual_seed(0)
+    model = SiamDMN(NetworkConfig(mask_stride=2, presence_head=True)).eval()
+    search = torch.rand(2, 3, 256, 256) * 255
+    embedding = model.embed_template(torch.rand(2, 3, 128, 128) * 255, torch.ones(2, 1, 128, 128))
+    prior = torch.zeros(2, 1, 256, 256)
+    prior[..., 100:160, 90:150] = 1
+    with torch.no_grad():
+        whole = model.forward_search(search, embedding, prior)
+        everything = model.forward_search(search, embedding, prior, mask_region=(0, 64, 0, 64))
+        part = model.forward_search(search, embedding, prior, mask_region=(10, 54, 12, 50))
+    assert torch.equal(whole.mask_logits, everything.mask_logits)
+    assert torch.equal(whole.location, part.location) and torch.equal(whole.score, part.score)
+    # Away from the region's edge (a few cells: the 3x3 convolutions' reach) the logits are the same.
+    inner = whole.mask_logits[..., 4 * 10 + 16 : 4 * 54 - 16, 4 * 12 + 16 : 4 * 50 - 16]
+    assert torch.allclose(inner, part.mask_logits[..., 4 * 10 + 16 : 4 * 54 - 16, 4 * 12 + 16 : 4 * 50 - 16], atol=1e-4)
+    assert (part.mask_logits[..., : 4 * 10 - 2, :] - OUTSIDE_REGION_LOGIT).abs().max() < 1e-3
+    assert (part.mask_logits[..., :, 4 * 50 + 2 :] - OUTSIDE_REGION_LOGIT).abs().max() < 1e-3
+    with pytest.raises(ValueError, match="outside"):
+        model.forward_search(search, embedding, prior, mask_region=(0, 65, 0, 64))

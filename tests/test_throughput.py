@@ -500,6 +500,30 @@ def test_traced_engine_matches_eager_and_traces_each_shape_once() -> None:
     assert len(traced._traces) == TRACE_CACHE_SIZE
 
 
+def test_traced_engine_keeps_a_trace_per_mask_region() -> None:
+    """A mask region is baked into a trace: the same shapes with and without one are two traces."""
+    import torch
+
+    from vosctl.engine import TRACE_AFTER_USES, Engine
+    from vosctl.model.network import NetworkConfig, SiamDMN
+
+    torch.manual_seed(0)
+    model = SiamDMN(NetworkConfig(template_size=64, search_size=128, mask_stride=2, presence_head=True)).eval()
+    traced = Engine(model, device="cpu", precision="fp32")
+    eager = Engine(model, device="cpu", precision="fp32", trace=False)
+    template, masks, search, prior, bias = _random_inputs(traced, 2, 128, seed=3)
+    emb_t, emb_e = traced.embed(template, masks), eager.embed(template, masks)
+    for _ in range(TRACE_AFTER_USES + 2):
+        for region in (None, (4, 28, 6, 26)):  # 128 px: a 32 x 32 stride-4 grid
+            a = traced.search(search, emb_t, prior, bias, region)
+            b = eager.search(search, emb_e, prior, bias, region)
+            np.testing.assert_allclose(a.mask_prob, b.mask_prob, atol=1e-4)
+            np.testing.assert_allclose(a.presence, b.presence, atol=1e-4)
+            if region is not None:
+                assert a.mask_prob[:, : 4 * 4 - 2].max() < 1e-6 and a.mask_prob[:, :, 4 * 26 + 2 :].max() < 1e-6
+    assert len(traced._traces) == 2
+
+
 def test_tracker_gives_the_same_masks_traced_or_eager() -> None:
     from vosctl import Segmenter
 

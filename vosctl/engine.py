@@ -159,14 +159,15 @@ class SearchGraph(nn.Module):
     no edit here. Outputs: mask probabilities (N, H, W), peak score, similarity and presence (N,).
     """
 
-    def __init__(self, model: SiamDMN) -> None:
+    def __init__(self, model: SiamDMN, mask_region: tuple[int, int, int, int] | None = None) -> None:
         super().__init__()
         self.model = model
         self.fields = template_fields()
+        self.mask_region = mask_region  # fixed per graph (a trace bakes it in): see SiamDMN.forward_search
 
     def forward(self, search: torch.Tensor, prior: torch.Tensor, score_bias: torch.Tensor, *template: torch.Tensor):
         embedding = TemplateEmbedding(**dict(zip(self.fields, template)))
-        out = self.model.forward_search(search, embedding, prior, score_bias=score_bias)
+        out = self.model.forward_search(search, embedding, prior, score_bias=score_bias, mask_region=self.mask_region)
         n = search.shape[0]
         rows, cols = out.location[:, 0], out.location[:, 1]
         peak = torch.sigmoid(out.score[torch.arange(n, device=search.device), 0, rows, cols].float())
@@ -176,8 +177,9 @@ class SearchGraph(nn.Module):
         return mask_prob, peak, out.extras["similarity"].float(), presence
 
 
-# Traces kept per engine (canvas shapes: the tracked objects' one, a few lost-object canvases).
-TRACE_CACHE_SIZE = 4
+# Traces kept per engine (canvas shapes: the tracked objects' one with and without its mask
+# region, a few lost-object canvases).
+TRACE_CACHE_SIZE = 6
 # A shape is traced at its TRACE_AFTER_USES-th use. A trace costs ~0.5 s to make and ~0.2 s of
 # TorchScript profiling runs, repaid after roughly 100-150 frames (it saves ~4-8 ms a frame), so
 # one-off shapes (a lost object's canvas while it still grows, a box prompt) and very short clips
@@ -214,6 +216,8 @@ class Engine:
     """
 
     backend = "torch"
+    # Whether ``mask_region`` is honoured (the tracker asks for regions only from engines that do).
+    supports_mask_region = True
 
     def __init__(
         self,
@@ -230,6 +234,8 @@ class Engine:
         self.model = fuse_for_inference(model).to(self.torch_device).to(memory_format=torch.channels_last)
         self.config = model.config
         self.graph = SearchGraph(self.model).eval()
+        # One graph per mask region (None: the whole canvas), made on first use.
+        self._graphs: dict[tuple[int, int, int, int] | None, SearchGraph] = {None: self.graph}
         # Traces only where they were measured to pay (CPU, fp32; autocast is not traced here).
         if trace is None:
             trace = self.torch_device.type == "cpu" and self.precision == "fp32"
@@ -271,11 +277,16 @@ class Engine:
         templates: TemplateEmbedding,
         prior: np.ndarray,
         score_bias: np.ndarray | None,
+        mask_region: tuple[int, int, int, int] | None = None,
     ) -> SearchResult:
-        """search: (N, H, W, 3) uint8; prior: (N, H, W) uint8 0/255; score_bias: (N, 1, h, w) or None."""
+        """search: (N, H, W, 3) uint8; prior: (N, H, W) uint8 0/255; score_bias: (N, 1, h, w) or None.
+
+        ``mask_region``: run the mask path over that part of the canvas only (see
+        :meth:`SiamDMN.forward_search`); None: all of it.
+        """
         bias = None if score_bias is None else torch.from_numpy(score_bias).to(self.torch_device)
         prior_t = torch.from_numpy(prior).to(self.torch_device)[:, None].gt(127).float()
-        return self.search_tensors(self._images_to_tensor(search), templates, prior_t, bias)
+        return self.search_tensors(self._images_to_tensor(search), templates, prior_t, bias, mask_region)
 
     def search_tensors(
         self,
@@ -283,14 +294,18 @@ class Engine:
         templates: TemplateEmbedding,
         prior: torch.Tensor,
         score_bias: torch.Tensor | None,
+        mask_region: tuple[int, int, int, int] | None = None,
     ) -> SearchResult:
         """search: (N, 3, H, W) float 0..255 on the device; prior: (N, 1, H, W) float 0/1; bias as above."""
         n = search.shape[0]
         if score_bias is None:  # no motion penalty: a zero bias (one graph signature for both cases)
             score_bias = search.new_zeros(n, 1, search.shape[2] // 16, search.shape[3] // 16)
         inputs = (search, prior, score_bias, *(getattr(templates, name) for name in template_fields()))
+        graph = self._graphs.get(mask_region)
+        if graph is None:
+            graph = self._graphs[mask_region] = SearchGraph(self.model, mask_region).eval()
         with torch.inference_mode(), self._autocast():
-            mask_prob, peak, similarity, presence = self._traced(self.graph, inputs)(*inputs)
+            mask_prob, peak, similarity, presence = self._traced(graph, inputs, mask_region)(*inputs)
             # One device->host copy per frame: the masks and the three per-object scalars packed together.
             packed = torch.cat([mask_prob.reshape(n, -1), torch.stack([peak, similarity, presence], 1)], 1)
             host = packed.cpu().numpy()
@@ -302,11 +317,14 @@ class Engine:
             presence=host[:, -1],
         )
 
-    def _traced(self, graph: nn.Module, inputs: tuple[torch.Tensor, ...]) -> nn.Module:
-        """``graph`` traced for these input shapes (made at their TRACE_AFTER_USES-th use), else ``graph``."""
+    def _traced(self, graph: nn.Module, inputs: tuple[torch.Tensor, ...], variant: object = None) -> nn.Module:
+        """``graph`` traced for these input shapes (made at their TRACE_AFTER_USES-th use), else ``graph``.
+
+        ``variant`` tells apart graphs that take the same shapes (the mask region each one bakes in).
+        """
         if not self.trace:
             return graph
-        key = tuple(tuple(t.shape) for t in inputs)
+        key = (variant, *(tuple(t.shape) for t in inputs))
         traced = self._traces.get(key)
         if traced is not None:
             self._traces.move_to_end(key)

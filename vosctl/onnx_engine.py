@@ -154,6 +154,8 @@ def export_search(model: SiamDMN, path: Path) -> None:
 class OrtEngine(Engine):
     """:class:`Engine` whose per-frame search runs in ONNX Runtime (CPU, fp32); templates stay in torch."""
 
+    supports_mask_region = False  # one exported graph, over the whole canvas
+
     def __init__(self, model: SiamDMN, threads: int | None = None, cache: Path | None = None) -> None:
         super().__init__(model, device="cpu", precision="fp32")
         import onnxruntime as ort
@@ -178,7 +180,10 @@ class OrtEngine(Engine):
         templates: TemplateEmbedding,
         prior: np.ndarray,
         score_bias: np.ndarray | None,
+        mask_region: tuple[int, int, int, int] | None = None,
     ) -> SearchResult:
+        # The exported graph runs the mask path over the whole canvas (supports_mask_region is
+        # False, so the tracker passes None): a region given anyway is not used.
         n, height, width = search.shape[:3]
         feeds = {
             "search": np.ascontiguousarray(search.transpose(0, 3, 1, 2), dtype=np.float32),

@@ -29,6 +29,10 @@ from torch import nn
 
 from vosctl.model.backbone import STAGE_CHANNELS, STRIDE2_CHANNELS, MobileNetV2Features
 
+# Mask logit given to the cells outside a ``mask_region`` (sigmoid ~1e-13: background, and no
+# weight in the appearance check's mask-weighted pooling).
+OUTSIDE_REGION_LOGIT = -30.0
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -235,6 +239,7 @@ class SiamDMN(nn.Module):
         prior: torch.Tensor | None = None,
         location: torch.Tensor | None = None,
         score_bias: torch.Tensor | None = None,
+        mask_region: tuple[int, int, int, int] | None = None,
     ) -> SearchOutput:
         """Run the search branch for N objects at once.
 
@@ -243,6 +248,11 @@ class SiamDMN(nn.Module):
         location: (N, 2) cells to take the dynamic kernels from (training: the ground truth; -1
         rows: the best cell); when None the best-scoring cell is used, after adding ``score_bias`` (N, 1, s, s) to the
         logits (the tracker's cosine window / motion penalty).
+        mask_region: (top, bottom, left, right) in stride-4 cells: run the stride-4 and stride-2
+        mask path (the costliest part after the backbone) over that part of the crop only; every
+        other cell of the mask is background (``OUTSIDE_REGION_LOGIT``). None: the whole crop. The
+        tracker passes one when every object's previous mask, with a margin, lies inside it
+        (:func:`vosctl.geometry.mask_region`); scores, kernels and presence are computed as always.
         """
         cfg = self.config
         n = search.shape[0]
@@ -268,6 +278,13 @@ class SiamDMN(nn.Module):
         p4 = self.lateral4(f4) + F.interpolate(p8, size=f4.shape[-2:], mode="bilinear", align_corners=False)
         if cfg.use_prior:
             p4 = torch.cat([p4, prior4], 1)
+        grid_h, grid_w = p4.shape[-2:]
+        if mask_region is not None:
+            top, bottom, left, right = mask_region
+            if not (0 <= top < bottom <= grid_h and 0 <= left < right <= grid_w):
+                raise ValueError(f"mask_region {mask_region} is outside the {grid_h}x{grid_w} stride-4 grid")
+            p4 = p4[:, :, top:bottom, left:right]
+            f2 = f2[:, :, 2 * top : 2 * bottom, 2 * left : 2 * right]
         mask_features = self.mask_tower(p4)
         if cfg.mask_stride == 2:
             up = F.interpolate(mask_features, size=f2.shape[-2:], mode="bilinear", align_corners=False)
@@ -282,7 +299,14 @@ class SiamDMN(nn.Module):
             location = best if location is None else torch.where(location < 0, best, location)
         batch = torch.arange(n, device=params.device)
         kernel_params = params[batch, :, location[:, 0], location[:, 1]]
-        mask_small = self.dynamic_mask(mask_features, kernel_params, location)
+        if mask_region is None:
+            mask_small = self.dynamic_mask(mask_features, kernel_params, location)
+        else:
+            per_cell = 4 // cfg.mask_stride  # mask cells per stride-4 cell
+            top, bottom, left, right = (v * per_cell for v in mask_region)
+            mask_small = self.dynamic_mask(mask_features, kernel_params, location, origin=(top, left))
+            pad = (left, grid_w * per_cell - right, top, grid_h * per_cell - bottom)
+            mask_small = F.pad(mask_small, pad, value=OUTSIDE_REGION_LOGIT)
         mask_logits = F.interpolate(mask_small, size=search.shape[-2:], mode="bilinear", align_corners=False)
         # Appearance check: does what the mask covers look like the template's object?
         weight = F.adaptive_avg_pool2d(torch.sigmoid(mask_small.float()), s16.shape[-2:]).to(s16.dtype)
@@ -297,12 +321,19 @@ class SiamDMN(nn.Module):
             extras["presence"] = self.presence(features.to(hidden.dtype))[:, 0]
         return SearchOutput(score=score, mask_logits=mask_logits, location=location, extras=extras)
 
-    def dynamic_mask(self, mask_features: torch.Tensor, params: torch.Tensor, location: torch.Tensor) -> torch.Tensor:
+    def dynamic_mask(
+        self,
+        mask_features: torch.Tensor,
+        params: torch.Tensor,
+        location: torch.Tensor,
+        origin: tuple[int, int] = (0, 0),
+    ) -> torch.Tensor:
         """Apply each object's predicted 1x1-conv stack to the shared mask features.
 
         mask_features: (N, C, h, w); params: (N, P); location: (N, 2) cells on the stride-16 grid.
         The relative-coordinate channels tell the kernel where its object is, so the same
-        features can produce different masks for different objects.
+        features can produce different masks for different objects. ``origin``: the mask-grid cell
+        (row, column) of ``mask_features[..., 0, 0]`` when they cover only part of the crop.
         """
         cfg = self.config
         n, _, h, w = mask_features.shape
@@ -312,8 +343,8 @@ class SiamDMN(nn.Module):
         # autocast ``baddbmm`` would round the coordinates back to bf16. The head is tiny.
         with torch.autocast(mask_features.device.type, enabled=False):
             mask_features, params = mask_features.float(), params.float()
-            centre_y = (location[:, 0].float() + 0.5) * ratio - 0.5
-            centre_x = (location[:, 1].float() + 0.5) * ratio - 0.5
+            centre_y = (location[:, 0].float() + 0.5) * ratio - 0.5 - origin[0]
+            centre_x = (location[:, 1].float() + 0.5) * ratio - 0.5 - origin[1]
             ys = torch.arange(h, device=mask_features.device, dtype=torch.float32)
             xs = torch.arange(w, device=mask_features.device, dtype=torch.float32)
             # Normalised by a constant tied to the template's size, not to this input's: larger
