@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vosctl.errors import InputError
+from vosctl.geometry import LocalMask, mask_region, reaches_region_edge, region_run_doubtful
 from vosctl.memory import AppearanceMemory, MemoryConfig
 from vosctl.merge import merge_objects
 from vosctl.model.network import TemplateEmbedding
@@ -118,3 +119,43 @@ def test_motion_prediction_leads_a_steady_mover_and_is_capped() -> None:
     for bad in ({"gain": -1.0}, {"smoothing": 0.0}, {"max_shift": 0.6}):
         with pytest.raises(InputError, match="motion."):
             MotionConfig(**bad)
+
+
+def test_mask_region_is_the_centre_only_when_every_box_fits() -> None:
+    canvas = (288, 288)  # a 72 x 72 grid of stride-4 cells
+    centred = (108.0, 108.0, 72.0, 72.0)  # x, y, w, h: a quarter of the side, in the middle
+    assert mask_region(canvas, [centred], 2 / 3, 0.25) == (12, 60, 12, 60)
+    assert mask_region(canvas, [centred, (60.0, 100.0, 40.0, 40.0)], 2 / 3, 0.25) == (12, 60, 12, 60)
+    # Grown by its margin, a box that reaches past the centre's 48..240 px needs the whole canvas.
+    assert mask_region(canvas, [(55.0, 108.0, 40.0, 40.0)], 2 / 3, 0.25) is None  # 55 - 10 < 48
+    assert mask_region(canvas, [(55.0, 108.0, 40.0, 40.0)], 2 / 3, 0.0) == (12, 60, 12, 60)
+    assert mask_region(canvas, [(108.0, 108.0, 72.0, 140.0)], 2 / 3, 0.0) is None  # too tall
+    assert mask_region(canvas, [centred, None], 2 / 3, 0.25) is None  # no previous mask: anywhere
+    assert mask_region(canvas, [centred], 1.0, 0.25) is None
+    assert mask_region(canvas, [], 2 / 3, 0.25) is None
+    # Non-square canvases keep the fraction of each side, centred, with even sides.
+    top, bottom, left, right = mask_region((160, 288), [(120.0, 60.0, 40.0, 40.0)], 2 / 3, 0.25)
+    assert (bottom - top, right - left) == (26, 48) and top == 7 and left == 12
+
+
+def test_local_mask_box_in_a_crop() -> None:
+    mask = np.zeros((100, 200), bool)
+    mask[20:40, 50:90] = True
+    local = LocalMask.from_frame(mask)
+    matrix = np.array([[0.5, 0.0, 10.0], [0.0, 0.5, -5.0]])
+    assert local.box_in(matrix) == (35.0, 5.0, 20.0, 10.0)
+    assert LocalMask.empty().box_in(matrix) is None
+
+
+def test_region_runs_are_redone_near_the_region_edge_or_below_the_presence_floor() -> None:
+    probs = np.zeros((1, 160, 288), np.float32)  # a 40 x 72 grid of stride-4 cells
+    region = (0, 40, 12, 60)  # full height (the canvas's own top and bottom), central columns
+    probs[0, 60:100, 100:180] = 0.9
+    assert not reaches_region_edge(probs, region, 0.5)
+    assert not region_run_doubtful(np.float32([0.95]), probs, region, 0.5, 0.9)
+    assert region_run_doubtful(np.float32([0.85]), probs, region, 0.5, 0.9)
+    probs[0, 0:10, 120:130] = 0.9  # at the canvas's top edge, also the region's: nothing was cut there
+    assert not reaches_region_edge(probs, region, 0.5)
+    probs[0, 60:70, 232:236] = 0.9  # within 3 cells (12 px) of the region's right edge (240 px)
+    assert reaches_region_edge(probs, region, 0.5)
+    assert region_run_doubtful(np.float32([0.99]), [probs[0]], region, 0.5, 0.9)

@@ -180,9 +180,9 @@ def test_window_factor_narrows_the_search_window() -> None:
         assert seg.search_factor == factor and seg.search_size == 288
         search = seg.engine.search
 
-        def spy(crops, templates, prior, bias, _search=search, _factor=factor):
+        def spy(crops, templates, prior, *rest, _search=search, _factor=factor):
             covered.setdefault(_factor, []).append(float((prior > 127).mean()))  # the prior's share of the canvas
-            return _search(crops, templates, prior, bias)
+            return _search(crops, templates, prior, *rest)
 
         seg.engine.search = spy
         results = list(seg.track(frames, labels=truth[0]))
@@ -208,3 +208,52 @@ def test_motion_prediction_keeps_an_accelerating_object() -> None:
         mean_iou[gain] = np.mean([iou(r.labels == 1, t == 1) for r, t in zip(results[1:], truth[1:])])
     assert mean_iou[1.0] >= 0.9, mean_iou
     assert mean_iou[0.0] < 0.6, mean_iou  # the scene is hard: without prediction the square is lost mid-way
+
+
+def test_mask_region_leaves_the_masks_and_is_used_when_the_object_is_inside() -> None:
+    """mask_region runs the mask path on the canvas's centre: same masks, and the whole canvas
+    whenever a previous mask (with its margin) reaches beyond the region."""
+    from vosctl import Segmenter, SegmenterConfig
+
+    frames, truth = moving_square()
+    regions: dict[float, list] = {}
+    labels: dict[float, list[np.ndarray]] = {}
+    for fraction in (1.0, 2 / 3):
+        seg = Segmenter.from_pretrained("default", device="cpu", config=SegmenterConfig(mask_region=fraction))
+        search = seg.engine.search
+
+        def spy(crops, templates, prior, bias, region=None, _search=search, _fraction=fraction):
+            regions.setdefault(_fraction, []).append(region)
+            return _search(crops, templates, prior, bias, region)
+
+        seg.engine.search = spy
+        labels[fraction] = [r.labels for r in seg.track(frames, labels=truth[0])]
+    assert all(region is None for region in regions[1.0])
+    used = [region for region in regions[2 / 3] if region is not None]
+    assert len(used) >= len(frames) // 2, regions[2 / 3]
+    # The default 288 px crop has a 72 x 72 stride-4 grid: its central 48 x 48 cells.
+    assert all(region == (12, 60, 12, 60) for region in used), set(used)
+    for whole, part, t in zip(labels[1.0][1:], labels[2 / 3][1:], truth[1:]):
+        assert iou(part == 1, whole == 1) >= 0.99
+        assert iou(part == 1, t == 1) >= 0.8
+
+
+def test_a_region_run_is_redone_on_the_whole_canvas_when_in_doubt(segmenter) -> None:
+    """Kept only for a confident object well inside the region: a weak presence (the lost / found
+    decisions read it) or a mask at the region's edge (maybe cut) asks for the whole canvas."""
+    from vosctl.engine import SearchResult
+    from vosctl.tracker import REGION_MIN_PRESENCE
+
+    region = (12, 60, 12, 60)  # stride-4 cells of a 288 px canvas: pixels 48..240
+
+    def result(presence: float, rows: slice, cols: slice) -> SearchResult:
+        probs = np.zeros((1, 288, 288), np.float32)
+        probs[0, rows, cols] = 0.9
+        one = np.ones(1, np.float32)
+        return SearchResult(mask_prob=probs, peak=one, similarity=one, presence=np.float32([presence]))
+
+    inside = (slice(100, 180), slice(100, 180))
+    assert not segmenter._region_result_doubtful(result(0.99, *inside), region)
+    assert segmenter._region_result_doubtful(result(REGION_MIN_PRESENCE - 0.01, *inside), region)
+    assert segmenter._region_result_doubtful(result(0.99, slice(100, 180), slice(50, 120)), region)  # left edge
+    assert segmenter._region_result_doubtful(result(0.99, slice(230, 240), slice(100, 180)), region)  # bottom edge

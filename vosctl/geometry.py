@@ -120,6 +120,98 @@ def canvas_window(
     return x0, y0, x1, y1
 
 
+def mask_region(
+    canvas: tuple[int, int],
+    boxes: list[tuple[float, float, float, float] | None],
+    fraction: float,
+    margin: float,
+    stride: int = 4,
+) -> tuple[int, int, int, int] | None:
+    """Where the network's mask path must run on a canvas this frame, or None for all of it.
+
+    The region is the canvas's centre, ``fraction`` of each side, as (top, bottom, left, right)
+    in ``stride``-pixel cells. A tracked object's canvas is centred on its last position, so its
+    mask normally stays there; the region is used only when every box (each object's previous
+    mask, (x, y, w, h) in canvas pixels), grown by ``margin`` x its longer side on every side,
+    lies inside it. A None box (no previous mask), ``fraction`` >= 1 or a region as large as the
+    canvas gives None. ``canvas``: (height, width) in pixels.
+    """
+    height, width = canvas
+    grid_h, grid_w = height // stride, width // stride
+    if fraction >= 1.0 or not boxes or grid_h < 2 or grid_w < 2:
+        return None
+    # Even sides, centred: the same region for every canvas of this size (one trace per size).
+    side_h = max(2, min(grid_h, 2 * round(fraction * grid_h / 2)))
+    side_w = max(2, min(grid_w, 2 * round(fraction * grid_w / 2)))
+    if side_h == grid_h and side_w == grid_w:
+        return None
+    top, left = (grid_h - side_h) // 2, (grid_w - side_w) // 2
+    bottom, right = top + side_h, left + side_w
+    for box in boxes:
+        if box is None:
+            return None
+        x, y, w, h = box
+        grow = margin * max(w, h)
+        if x - grow < left * stride or y - grow < top * stride:
+            return None
+        if x + w + grow > right * stride or y + h + grow > bottom * stride:
+            return None
+    return top, bottom, left, right
+
+
+def reaches_region_edge(
+    mask_prob: np.ndarray | list[np.ndarray],
+    region: tuple[int, int, int, int],
+    threshold: float,
+    band: int = 3,
+    stride: int = 4,
+) -> bool:
+    """Does any mask reach the last ``band`` cells inside a mask region's edge (where it may have been cut)?
+
+    ``mask_prob``: (N, H, W) canvas probabilities from a search run with ``region``. Sides that
+    are the canvas's own edge do not count: nothing was cut there. ``band`` covers the reach of
+    the mask path's 3x3 convolutions, whose zero padding at the region's edge differs from the
+    whole-canvas run.
+    """
+    top, bottom, left, right = (v * stride for v in region)
+    width = band * stride
+    for probs in mask_prob:
+        height, canvas_width = probs.shape
+        inside = probs[top:bottom, left:right]
+        strips = []
+        if top > 0:
+            strips.append(inside[:width])
+        if bottom < height:
+            strips.append(inside[-width:])
+        if left > 0:
+            strips.append(inside[:, :width])
+        if right < canvas_width:
+            strips.append(inside[:, -width:])
+        if any(bool((strip > threshold).any()) for strip in strips):
+            return True
+    return False
+
+
+def region_run_doubtful(
+    presence: np.ndarray,
+    mask_prob: np.ndarray | list[np.ndarray],
+    region: tuple[int, int, int, int],
+    mask_threshold: float,
+    presence_floor: float,
+) -> bool:
+    """Must a search run with a mask ``region`` run again on the whole canvas?
+
+    Yes when an object's presence is below ``presence_floor`` (the region drops the faint
+    background outside it from the mask-weighted appearance check that feeds the presence; near
+    the lost / found / memory thresholds that difference decides), and yes when a mask reaches
+    the region's edge (:func:`reaches_region_edge`: it may have been cut). A run that is kept holds
+    only confident objects, well inside the region.
+    """
+    if len(presence) and float(np.min(presence)) < presence_floor:
+        return True
+    return reaches_region_edge(mask_prob, region, mask_threshold)
+
+
 class LocalMask:
     """One object's binary mask stored only over its bounding box: frame-size-independent memory.
 
@@ -154,6 +246,15 @@ class LocalMask:
     @property
     def is_empty(self) -> bool:
         return self.mask.size == 0
+
+    def box_in(self, matrix: np.ndarray) -> tuple[float, float, float, float] | None:
+        """This mask's box (x, y, w, h) mapped by a frame->crop ``matrix`` (scale and shift only), or None if empty."""
+        if self.is_empty:
+            return None
+        scale_x, scale_y = float(matrix[0, 0]), float(matrix[1, 1])
+        x = scale_x * self.x0 + float(matrix[0, 2])
+        y = scale_y * self.y0 + float(matrix[1, 2])
+        return x, y, scale_x * self.mask.shape[1], scale_y * self.mask.shape[0]
 
     def crop(self, matrix: np.ndarray, size: tuple[int, int], out: np.ndarray) -> np.ndarray:
         """As :func:`crop_image` of the frame-sized mask (``size`` = (width, height)), from the box alone."""

@@ -47,7 +47,9 @@ from vosctl.geometry import (
     crop_matrix,
     crop_torch,
     mask_box,
+    mask_region,
     paste_crop,
+    region_run_doubtful,
     search_side,
     shift_matrix,
     template_side,
@@ -59,6 +61,11 @@ from vosctl.model.network import SiamDMN, TemplateEmbedding
 from vosctl.motion import MotionConfig, search_centre, update_velocity
 from vosctl.presence import PresenceConfig, PresenceSignals, lost_search_growth, sweep_centre, update_presence
 from vosctl.results import FrameResult, ObjectResult
+
+# A search run with a mask region is kept only if every object's presence is at least this
+# (well above the lost / found / memory thresholds, 0.3 / 0.6 / 0.7); else it runs again on the
+# whole canvas (Segmenter._region_result_doubtful).
+REGION_MIN_PRESENCE = 0.9
 
 BoxXYWH = tuple[float, float, float, float]
 BoxesPrompt = list[BoxXYWH] | dict[int, BoxXYWH]
@@ -94,6 +101,13 @@ class SegmenterConfig:
     # (NetworkConfig.window_factor). Smaller = the object fills more of the crop (finer masks at
     # the same cost) but less room to move between frames.
     window_factor: float | None = None
+    # The mask path (the network's stride-4 and stride-2 layers, ~30 % of its time at 288 px) runs
+    # over the canvas's central ``mask_region`` x each side only, when every tracked object's
+    # previous mask, grown by ``mask_region_margin`` x its longer side, lies inside that part; the
+    # rest of the mask is background. 1.0: always the whole canvas. Lost objects, box prompts and
+    # --full-frame always use the whole canvas.
+    mask_region: float = 2 / 3
+    mask_region_margin: float = 0.25
 
     def __post_init__(self) -> None:
         # Ranges outside which the tracker would fail later or silently produce nonsense; the
@@ -110,6 +124,8 @@ class SegmenterConfig:
             f"window_factor must be >= 1 (the search window holds the template window), got {self.window_factor}",
         )
         require(self.full_frame_max_pixels > 0, f"full_frame_max_pixels must be > 0, got {self.full_frame_max_pixels}")
+        require(0.0 < self.mask_region <= 1.0, f"mask_region must be in (0, 1], got {self.mask_region}")
+        require(self.mask_region_margin >= 0.0, f"mask_region_margin must be >= 0, got {self.mask_region_margin}")
 
 
 @dataclass
@@ -459,12 +475,52 @@ class Segmenter:
             bias = np.empty((n, 1, *window.shape), np.float32)
             for j, i in enumerate(members):
                 bias[j, 0] = 0.0 if (state.objects[i].lost and not box_prompt) else window
+        region = self._mask_region(state, members, matrices, (in_h, in_w), box_prompt)
         if self._on_device:
-            return self._search_on_device(source, matrices, (in_w, in_h), templates, prior, bias), matrices
-        assert search is not None
-        for j, matrix in enumerate(matrices):
-            crop_image(source, matrix, (in_w, in_h), out=search[j])
-        return self.engine.search(search, templates, prior, bias), matrices
+
+            def run(mask_region):
+                return self._search_on_device(source, matrices, (in_w, in_h), templates, prior, bias, mask_region)
+        else:
+            assert search is not None
+            for j, matrix in enumerate(matrices):
+                crop_image(source, matrix, (in_w, in_h), out=search[j])
+
+            def run(mask_region):
+                return self.engine.search(search, templates, prior, bias, mask_region)
+
+        result = run(region)
+        if region is not None and self._region_result_doubtful(result, region):
+            result = run(None)
+        return result, matrices
+
+    def _region_result_doubtful(self, result: SearchResult, region: tuple[int, int, int, int]) -> bool:
+        """Run this region search again on the whole canvas? (:func:`vosctl.geometry.region_run_doubtful`)"""
+        cfg = self.config
+        # Above every presence threshold in use, also when a user raised them.
+        presence, memory = cfg.presence, cfg.memory
+        floor = max(REGION_MIN_PRESENCE, presence.found_presence, presence.lost_presence, memory.min_confidence)
+        return region_run_doubtful(result.presence, result.mask_prob, region, cfg.mask_threshold, floor)
+
+    def _mask_region(
+        self,
+        state: TrackState,
+        members: list[int],
+        matrices: list[np.ndarray],
+        canvas: tuple[int, int],
+        box_prompt: bool,
+    ) -> tuple[int, int, int, int] | None:
+        """The canvas part the mask path runs on for these objects (None: all; see geometry.mask_region)."""
+        cfg = self.config
+        if cfg.mask_region >= 1.0 or cfg.full_frame or box_prompt:
+            return None
+        if not self.has_presence_head:  # their lost/found rule reads the appearance check itself
+            return None
+        if not getattr(self.engine, "supports_mask_region", False):
+            return None
+        if any(state.objects[i].lost for i in members):  # a lost object may be found anywhere
+            return None
+        boxes = [state.prev_masks[i].box_in(matrix) for i, matrix in zip(members, matrices)]
+        return mask_region(canvas, boxes, cfg.mask_region, cfg.mask_region_margin)
 
     def _upload(self, rgb: np.ndarray):
         """CUDA: the frame to the device through a pinned buffer (asynchronous), as (3, H, W) float."""
@@ -477,7 +533,7 @@ class Segmenter:
         self._pinned.numpy()[...] = rgb
         return self._pinned.to(device, non_blocking=True).permute(2, 0, 1).float()
 
-    def _search_on_device(self, frame, matrices, size, templates, prior, bias):
+    def _search_on_device(self, frame, matrices, size, templates, prior, bias, region=None):
         """CUDA: crops on the GPU from the uploaded frame, one batched forward, one copy back."""
         import torch
 
@@ -485,7 +541,7 @@ class Segmenter:
         search = crop_torch(frame, np.stack(matrices), size, PAD_COLOUR).contiguous(memory_format=torch.channels_last)
         prior_t = torch.from_numpy(prior).to(device, non_blocking=True)[:, None].gt(127).float()
         bias_t = None if bias is None else torch.from_numpy(bias).to(device, non_blocking=True)
-        return self.engine.search_tensors(search, templates, prior_t, bias_t)
+        return self.engine.search_tensors(search, templates, prior_t, bias_t, region)
 
     def _scratch(self, state: TrackState, name: str, index: int, shape: tuple[int, int], dtype) -> np.ndarray:
         """A reused window-sized array (grown when a window is bigger than any before)."""
