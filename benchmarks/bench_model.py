@@ -1,7 +1,8 @@
 """Network cost per frame in every precision, and which one ``precision="auto"`` picks here.
 
     python benchmarks/bench_model.py [--model default] [--threads N] [--iters 100] [--device cpu]
-                                     [--objects 1,2,4] [--precisions fp32,bf16] [--onnx] [--eager]
+                                     [--objects 1,2,4] [--precisions fp32,bf16] [--onnx] [--eager] [--parts]
+                                     [--mask-region 0.667]
 
 Runs the tracker's engine (BN-fused model, channels-last, autocast as the tracker uses it) on
 random search crops, for 1, 2 and 4 objects, in fp32 and bf16 (and fp16 on CUDA) whether or not
@@ -10,7 +11,10 @@ branch runs once per object at the first frame and is excluded, as in tracking. 
 says what "auto" chose and why (the capabilities it saw); then one JSON line per case with
 milliseconds per forward (outputs copied to the host, as the tracker needs them) and fps. On CPU
 in fp32 the engine runs its TorchScript traces (``engine: traced``); ``--eager`` times the eager
-engine beside it, interleaved.
+engine beside it, interleaved. ``--parts`` adds where an fp32 forward's time goes, part by part
+(the eager engine with timing hooks on the network's layers; see :func:`time_parts`).
+``--mask-region F`` also times each case with the mask path on the crop's central F x F (what the
+tracker runs for objects well inside their window, ``SegmenterConfig.mask_region``), interleaved.
 """
 
 from __future__ import annotations
@@ -18,15 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import defaultdict
 
 import torch
 
 from vosctl.engine import Engine, choose_precision, detect_capabilities, pick_device
+from vosctl.geometry import mask_region
 from vosctl.model.checkpoint import load_checkpoint
 from vosctl.threads import apply_thread_policy
 
 
-def measure(engine: Engine, objects: int, iters: int, size: int) -> float:
+def measure(
+    engine: Engine, objects: int, iters: int, size: int, region: tuple[int, int, int, int] | None = None
+) -> float:
     """Seconds per batched search forward of ``size`` x ``size`` crops (inputs on the device; outputs copied back)."""
     cfg = engine.config
     device = engine.torch_device
@@ -38,10 +46,10 @@ def measure(engine: Engine, objects: int, iters: int, size: int) -> float:
     embedding = engine.embed(template.numpy(), template_mask.numpy())
     prior = torch.zeros(objects, 1, size, size, device=device)
     for _ in range(max(3, iters // 10)):  # warm-up: oneDNN / cuDNN kernel selection
-        engine.search_tensors(search, embedding, prior, None)
+        engine.search_tensors(search, embedding, prior, None, region)
     start = time.perf_counter()
     for _ in range(iters):
-        engine.search_tensors(search, embedding, prior, None)  # ends with the host copy (a sync)
+        engine.search_tensors(search, embedding, prior, None, region)  # ends with the host copy (a sync)
     return (time.perf_counter() - start) / iters
 
 
@@ -62,6 +70,61 @@ def measure_host(engine: Engine, objects: int, iters: int, size: int) -> float:
     for _ in range(iters):
         engine.search(search, embedding, prior, bias)
     return (time.perf_counter() - start) / iters
+
+
+# The network's layers grouped into the parts of a search forward (module name prefix -> part).
+# Whatever no hook sees (correlation, interpolations, the dynamic kernels, the appearance check,
+# the host copy) is reported as "other".
+PARTS = {
+    "backbone": "backbone",
+    "neck": "neck",
+    "head": "score head + kernel controller",
+    "score_out": "score head + kernel controller",
+    "controller": "score head + kernel controller",
+    "lateral16": "FPN (laterals, smooth8)",
+    "lateral8": "FPN (laterals, smooth8)",
+    "lateral4": "FPN (laterals, smooth8)",
+    "smooth8": "FPN (laterals, smooth8)",
+    "mask_tower": "mask tower (stride 4)",
+    "fine": "fine (stride 2)",
+    "presence": "presence",
+}
+
+
+def time_parts(engine: Engine, objects: int, iters: int, size: int) -> dict[str, float]:
+    """Milliseconds per search forward spent in each part (eager; hooks time every layer call).
+
+    The backbone is timed block by block (the tracker calls ``forward_taps``, which no hook on the
+    backbone itself would see). Hooks add a little per-call overhead, so parts sum to slightly
+    more than an unhooked eager forward.
+    """
+    spent: dict[str, float] = defaultdict(float)
+    started: dict[str, float] = {}
+    handles = []
+    model = engine.model
+    modules = [(f"backbone.{i}", block) for i, block in enumerate(model.backbone.features)]
+    modules += [(name, module) for name, module in model.named_children() if name != "backbone"]
+    for name, module in modules:
+        part = PARTS.get(name.split(".")[0], name)
+
+        def before(_module, _inputs, name=name):
+            started[name] = time.perf_counter()
+
+        def after(_module, _inputs, _output, name=name, part=part):
+            spent[part] += time.perf_counter() - started[name]
+
+        handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+    try:
+        measure(engine, objects, max(3, iters // 10), size)  # warm-up (its hook times are dropped next)
+        spent.clear()
+        total = measure(engine, objects, iters, size) * iters
+    finally:
+        for handle in handles:
+            handle.remove()
+    parts = {part: seconds / iters * 1000 for part, seconds in spent.items()}
+    parts["other"] = max(0.0, total / iters * 1000 - sum(parts.values()))
+    parts["total"] = total / iters * 1000
+    return {part: round(ms, 2) for part, ms in parts.items()}
 
 
 def compare_onnx(model, threads: int, objects: list[int], iters: int, size: int) -> None:
@@ -91,6 +154,10 @@ def main() -> None:
     parser.add_argument("--onnx", action="store_true", help="also compare ONNX Runtime with torch fp32 (CPU)")
     parser.add_argument("--search-size", type=int, help="search crop side; default: the one the tracker uses")
     parser.add_argument("--eager", action="store_true", help="also time the eager engine beside the traced one")
+    parser.add_argument("--parts", action="store_true", help="also split an eager fp32 forward's time into its parts")
+    parser.add_argument(
+        "--mask-region", type=float, default=None, help="also time the mask path on the crop's central F x F"
+    )
     args = parser.parse_args()
     threads = apply_thread_policy(args.threads)
     device = pick_device(args.device)
@@ -119,21 +186,32 @@ def main() -> None:
             engines = {"eager": engines["traced"]}
         elif args.eager:
             engines["eager"] = Engine(model, str(device), precision, capabilities, trace=False)
+        regions: list[tuple[int, int, int, int] | None] = [None]
+        if args.mask_region:
+            centred = (size * 0.4, size * 0.4, size * 0.2, size * 0.2)  # a box well inside any central region
+            regions.append(mask_region((size, size), [centred], args.mask_region, 0.0))
         for objects in (int(o) for o in args.objects.split(",")):
-            for mode, engine in engines.items():  # interleaved per object count: drifts hit both alike
-                seconds = measure(engine, objects, args.iters, size)
-                rows.append(
-                    {
-                        "search_size": size,
-                        "precision": precision,
-                        "auto_choice": precision == auto,
-                        "engine": mode,
-                        "objects": objects,
-                        "ms_per_frame": round(seconds * 1000, 2),
-                        "fps": round(1 / seconds, 1),
-                    }
-                )
-                print(json.dumps(rows[-1]), flush=True)
+            for mode, engine in engines.items():  # interleaved per object count: drifts hit all alike
+                for region in regions:
+                    seconds = measure(engine, objects, args.iters, size, region)
+                    rows.append(
+                        {
+                            "search_size": size,
+                            "precision": precision,
+                            "auto_choice": precision == auto,
+                            "engine": mode,
+                            "mask_region": region,
+                            "objects": objects,
+                            "ms_per_frame": round(seconds * 1000, 2),
+                            "fps": round(1 / seconds, 1),
+                        }
+                    )
+                    print(json.dumps(rows[-1]), flush=True)
+    if args.parts:
+        eager = Engine(model, str(device), "fp32", capabilities, trace=False)
+        for objects in (int(o) for o in args.objects.split(",")):
+            parts = time_parts(eager, objects, args.iters, size)
+            print(json.dumps({"search_size": size, "objects": objects, "engine": "eager, hooked", "parts_ms": parts}))
     if args.onnx:
         compare_onnx(model, threads, [int(o) for o in args.objects.split(",")], args.iters, size)
     print(

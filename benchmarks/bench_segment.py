@@ -6,6 +6,7 @@
     python benchmarks/bench_segment.py resolution [--frames 60] [--objects 1,4] [--threads N]
     python benchmarks/bench_segment.py pipeline   [--video V --mask M] [--model default] [--engines torch,onnx]
                                                   [--output png|overlay] [--repeats 3] [--threads N] [--fresh]
+                                                  [--against KEY=VALUE ...]
 
 speed: a synthetic video of textured shapes moving over a textured background; runs PNG masks
 with 1 object, overlay with 1 object, PNG masks with 3 objects, and the ``--full-frame`` ablation
@@ -24,6 +25,8 @@ decode ahead and write behind (the default now); medians of the end-to-end fps. 
 loaded engine made are reused by its later runs, unless ``--fresh`` loads the model again for
 every run (then each run pays for its traces, as a one-shot ``vosctl segment`` does). With
 ``--engines torch,onnx`` each engine in turn (ONNX Runtime has no traces: its first two modes agree).
+``--against KEY=VALUE`` (repeatable; a tracker setting as ``--set`` takes it) asks another question:
+the default mode alone, with the default settings and with each of these in turn, interleaved.
 
 resolution: the tracker step alone (``Segmenter.step`` after the network's crops, pastes and
 merges; decode timed separately and excluded) at 854x480, 1920x1080 and 3840x2160, with 1 and 4
@@ -228,6 +231,9 @@ def compare_engines(args: argparse.Namespace, root: Path, objects: int, run: dic
     )
 
 
+# SegmenterConfig fields a Segmenter resolves once, at load (everything else is read per frame).
+LOAD_TIME_SETTINGS = ("engine", "precision", "search_size", "window_factor")
+
 PIPELINE_MODES = {  # name: (engine traces, decode ahead, write behind)
     "eager, serial (before)": (False, False, False),
     "traced, serial": (True, False, False),
@@ -245,6 +251,18 @@ def pipeline(args: argparse.Namespace) -> None:
     import statistics
 
     from vosctl.jobs.segment import SegmentOptions, load_segmenter, plan_job, run_one
+    from vosctl.overrides import apply_overrides
+
+    # name -> (engine traces, decode ahead, write behind, setting overrides)
+    modes = {name: (*flags, None) for name, flags in PIPELINE_MODES.items()}
+    if args.against:
+        # Settings a Segmenter reads when it is made, not per frame: swapping its config would not apply them.
+        fixed = [item for item in args.against if item.split("=")[0] in LOAD_TIME_SETTINGS]
+        if fixed:
+            sys.exit(f"--against: {', '.join(fixed)} only applies when the model loads; compare separate runs")
+        now = PIPELINE_MODES["traced, pipelined (now)"]
+        modes = {"traced, pipelined, default settings": (*now, None)}
+        modes.update({f"traced, pipelined, {item}": (*now, item) for item in args.against})
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -262,11 +280,14 @@ def pipeline(args: argparse.Namespace) -> None:
                 png=args.output == "png", overlay=args.output == "overlay",
             )  # fmt: skip
             segmenter = load_segmenter(options)
-            fps: dict[str, list[float]] = {name: [] for name in PIPELINE_MODES}
+            default_config = segmenter.config
+            fps: dict[str, list[float]] = {name: [] for name in modes}
             for repeat in range(args.repeats + 1):
-                for name, (trace, ahead, behind) in PIPELINE_MODES.items():
+                for name, (trace, ahead, behind, setting) in modes.items():
                     if args.fresh:  # a new engine each run: its traces are made (or not) as in a one-shot run
                         segmenter = load_segmenter(options)
+                        default_config = segmenter.config
+                    segmenter.config = default_config if setting is None else apply_overrides(default_config, [setting])
                     if hasattr(segmenter.engine, "trace"):
                         segmenter.engine.trace = trace
                     segmenter.prefetch_decode, segmenter.write_behind = ahead, behind
@@ -414,6 +435,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="pipeline: interleaved rounds after the warm-up")
     parser.add_argument(
         "--fresh", action="store_true", help="pipeline: load the model for every run (trace warm-up included)"
+    )
+    parser.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        help="pipeline: time the default mode with this tracker setting (KEY=VALUE) beside the defaults; repeatable",
     )
     args = parser.parse_args()
     if args.mode == "pipeline":
