@@ -101,7 +101,7 @@ class SegmenterConfig:
     # (NetworkConfig.window_factor). Smaller = the object fills more of the crop (finer masks at
     # the same cost) but less room to move between frames.
     window_factor: float | None = None
-    # The mask path (the network's stride-4 and stride-2 layers, ~30 % of its time at 288 px) runs
+    # The mask path (the network's stride-4 and stride-2 layers, ~1/4 of its time at 288 px) runs
     # over the canvas's central ``mask_region`` x each side only, when every tracked object's
     # previous mask, grown by ``mask_region_margin`` x its longer side, lies inside that part; the
     # rest of the mask is background. 1.0: always the whole canvas. Lost objects, box prompts and
