@@ -233,9 +233,8 @@ class Engine:
         # BN folded into the convolutions, on a copy: the caller's model (maybe training) is untouched.
         self.model = fuse_for_inference(model).to(self.torch_device).to(memory_format=torch.channels_last)
         self.config = model.config
-        self.graph = SearchGraph(self.model).eval()
-        # One graph per mask region (None: the whole canvas), made on first use.
-        self._graphs: dict[tuple[int, int, int, int] | None, SearchGraph] = {None: self.graph}
+        # One search graph per mask region (None: the whole canvas), made on first use.
+        self._graphs: dict[tuple[int, int, int, int] | None, SearchGraph] = {}
         # Traces only where they were measured to pay (CPU, fp32; autocast is not traced here).
         if trace is None:
             trace = self.torch_device.type == "cpu" and self.precision == "fp32"

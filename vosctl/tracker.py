@@ -475,22 +475,18 @@ class Segmenter:
             bias = np.empty((n, 1, *window.shape), np.float32)
             for j, i in enumerate(members):
                 bias[j, 0] = 0.0 if (state.objects[i].lost and not box_prompt) else window
-        region = self._mask_region(state, members, matrices, (in_h, in_w), box_prompt)
         if self._on_device:
-
-            def run(mask_region):
-                return self._search_on_device(source, matrices, (in_w, in_h), templates, prior, bias, mask_region)
+            crops, prior_in, bias_in = self._device_inputs(source, matrices, (in_w, in_h), prior, bias)
+            forward = self.engine.search_tensors
         else:
             assert search is not None
             for j, matrix in enumerate(matrices):
                 crop_image(source, matrix, (in_w, in_h), out=search[j])
-
-            def run(mask_region):
-                return self.engine.search(search, templates, prior, bias, mask_region)
-
-        result = run(region)
+            crops, prior_in, bias_in, forward = search, prior, bias, self.engine.search
+        region = self._mask_region(state, members, matrices, (in_h, in_w), box_prompt)
+        result = forward(crops, templates, prior_in, bias_in, region)
         if region is not None and self._region_result_doubtful(result, region):
-            result = run(None)
+            result = forward(crops, templates, prior_in, bias_in, None)  # same crops, whole canvas
         return result, matrices
 
     def _region_result_doubtful(self, result: SearchResult, region: tuple[int, int, int, int]) -> bool:
@@ -533,15 +529,15 @@ class Segmenter:
         self._pinned.numpy()[...] = rgb
         return self._pinned.to(device, non_blocking=True).permute(2, 0, 1).float()
 
-    def _search_on_device(self, frame, matrices, size, templates, prior, bias, region=None):
-        """CUDA: crops on the GPU from the uploaded frame, one batched forward, one copy back."""
+    def _device_inputs(self, frame, matrices, size, prior, bias):
+        """CUDA: the crops made on the GPU from the uploaded frame, with the prior and bias on the device."""
         import torch
 
         device = self.engine.torch_device
         search = crop_torch(frame, np.stack(matrices), size, PAD_COLOUR).contiguous(memory_format=torch.channels_last)
         prior_t = torch.from_numpy(prior).to(device, non_blocking=True)[:, None].gt(127).float()
         bias_t = None if bias is None else torch.from_numpy(bias).to(device, non_blocking=True)
-        return self.engine.search_tensors(search, templates, prior_t, bias_t, region)
+        return search, prior_t, bias_t
 
     def _scratch(self, state: TrackState, name: str, index: int, shape: tuple[int, int], dtype) -> np.ndarray:
         """A reused window-sized array (grown when a window is bigger than any before)."""
