@@ -524,6 +524,50 @@ def test_traced_engine_keeps_a_trace_per_mask_region() -> None:
     assert len(traced._traces) == 2
 
 
+def test_fused_traces_run_onednn_groups_match_eager_and_restore_the_switch() -> None:
+    """oneDNN Graph fusion: the frozen traces run fused groups, give eager's outputs, and leave
+    torch's process-wide fusion switch as it was (also after an error inside the block)."""
+    import torch
+
+    from vosctl.engine import TRACE_AFTER_USES, Engine, onednn_fusion, onednn_fusion_available
+    from vosctl.model.network import NetworkConfig, SiamDMN
+
+    if not onednn_fusion_available(torch.device("cpu")):
+        pytest.skip("this torch build has no oneDNN")
+    torch.manual_seed(0)
+    model = SiamDMN(NetworkConfig(template_size=64, search_size=128, mask_stride=2, presence_head=True)).eval()
+    fused = Engine(model, device="cpu", precision="fp32")
+    plain = Engine(model, device="cpu", precision="fp32", fuse=False)
+    eager = Engine(model, device="cpu", precision="fp32", trace=False)
+    assert fused.fuse and fused.trace and not plain.fuse
+    template, masks, search, prior, bias = _random_inputs(fused, 2, 128, seed=5)
+    embeddings = [engine.embed(template, masks) for engine in (fused, plain, eager)]
+    switch = torch.jit.onednn_fusion_enabled()
+    fused_groups = []
+    # Past the trace's first call: TorchScript profiles it, and the fused graph runs from the next one.
+    for _ in range(TRACE_AFTER_USES + 4):
+        for region in (None, (4, 28, 6, 26)):
+            a = fused.search(search, embeddings[0], prior, bias, region)
+            fused_groups.append(str(torch.jit.last_executed_optimized_graph()).count("FusionGroup"))
+            b = plain.search(search, embeddings[1], prior, bias, region)
+            c = eager.search(search, embeddings[2], prior, bias, region)
+            for result in (a, b):
+                np.testing.assert_allclose(result.mask_prob, c.mask_prob, atol=1e-4)
+                for field in ("peak", "similarity", "presence"):
+                    np.testing.assert_allclose(getattr(result, field), getattr(c, field), atol=1e-4)
+            assert torch.jit.onednn_fusion_enabled() == switch
+    assert min(fused_groups[-4:]) > 0  # the fused graph ran (eager calls before the trace: nothing to fuse)
+    plain.search(search, embeddings[1], prior, bias)
+    assert "FusionGroup" not in str(torch.jit.last_executed_optimized_graph())
+    assert len(fused._traces) == 2 and all(not list(t.parameters()) for t in fused._traces.values())  # frozen
+    assert all(list(t.parameters()) for t in plain._traces.values())
+    with pytest.raises(RuntimeError, match="inside"):
+        with onednn_fusion(not switch):
+            assert torch.jit.onednn_fusion_enabled() != switch
+            raise RuntimeError("inside")
+    assert torch.jit.onednn_fusion_enabled() == switch
+
+
 def test_tracker_gives_the_same_masks_traced_or_eager() -> None:
     from vosctl import Segmenter
 

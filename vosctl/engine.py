@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,9 +188,35 @@ TRACE_CACHE_SIZE = 6
 # stay eager.
 TRACE_AFTER_USES = 8
 # ... and only when at least this many more calls are expected (when the caller knows: a video of
-# known length). Below it a trace costs about what it saves: one-shot runs of an 82-frame clip were
-# ~15 % slower traced, of a 300-frame clip within noise (v5-fast, 2 threads, interleaved).
-TRACE_MIN_REMAINING = 300
+# known length). Below it a trace costs about what it saves. Plain traces (round 6, v5-fast): an
+# 82-frame clip ~15 % slower traced, a 300-frame clip within noise, so the bar was 300. Fused traces
+# save more per frame (round 13, v6, fresh segmenter per run, 2 threads, medians of 3 interleaved,
+# wall s traced-and-fused vs eager): 80 frames 3.48 vs 3.68, 150 frames 5.65 vs 5.92, 160 frames
+# 4.41 vs 5.31 (v5-fast 3.94 vs 4.16), 300 frames 9.75 vs 12.82; so 150.
+TRACE_MIN_REMAINING = 150
+
+
+def onednn_fusion_available(device: torch.device) -> bool:
+    """Can TorchScript hand this device's graphs to oneDNN Graph (conv + ReLU6 / add fusion)? CPU with oneDNN only."""
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and hasattr(torch.jit, "enable_onednn_fusion")
+
+
+@contextmanager
+def onednn_fusion(enabled: bool) -> Iterator[None]:
+    """TorchScript's oneDNN Graph switch, set for the calls inside the block and restored after it.
+
+    The switch is process-wide in torch; scoping it to the engine's own calls keeps other
+    TorchScript users in the process (and engines made with ``fuse=False``) as they were.
+    """
+    before = torch.jit.onednn_fusion_enabled()
+    if before == enabled:
+        yield
+        return
+    torch.jit.enable_onednn_fusion(enabled)
+    try:
+        yield
+    finally:
+        torch.jit.enable_onednn_fusion(before)
 
 
 def worth_tracing(uses: int, expected_calls: int | None) -> bool:
@@ -213,6 +241,12 @@ class Engine:
     at eager speed. A trace fixes every shape-derived value, so each
     (objects, height, width) gets its own, made at that shape's TRACE_AFTER_USES-th use and kept
     in a small LRU cache; other shapes run eagerly.
+
+    On a CPU with oneDNN each trace is also frozen and run with TorchScript's oneDNN Graph fusion
+    (``fuse``): the weights become constants and oneDNN runs each convolution together with the
+    ReLU6 / add after it, which eager PyTorch and the plain trace run as separate passes over
+    memory. Outputs equal to 1e-4; network alone, v6 at 288 px, 2 threads, interleaved: 0.78-0.87x
+    the plain trace's time for 1-4 objects (``benchmarks/bench_model.py --fusion``).
     """
 
     backend = "torch"
@@ -226,6 +260,7 @@ class Engine:
         precision: str = "auto",
         capabilities: Capabilities | None = None,
         trace: bool | None = None,
+        fuse: bool | None = None,
     ) -> None:
         self.torch_device = pick_device(device)
         self.capabilities = capabilities or detect_capabilities(self.torch_device)
@@ -239,6 +274,8 @@ class Engine:
         if trace is None:
             trace = self.torch_device.type == "cpu" and self.precision == "fp32"
         self.trace = trace
+        # Freeze traces and run them with oneDNN Graph fusion (CPU builds with oneDNN; None: there).
+        self.fuse = onednn_fusion_available(self.torch_device) if fuse is None else fuse
         self._traces: OrderedDict[tuple, torch.jit.ScriptModule] = OrderedDict()
         self._shape_uses: dict[tuple, int] = {}
         # Calls the current job expects (its frame count), when known: short clips are not traced.
@@ -304,7 +341,9 @@ class Engine:
         if graph is None:
             graph = self._graphs[mask_region] = SearchGraph(self.model, mask_region).eval()
         with torch.inference_mode(), self._autocast():
-            mask_prob, peak, similarity, presence = self._traced(graph, inputs, mask_region)(*inputs)
+            runner = self._traced(graph, inputs, mask_region)
+            with onednn_fusion(self.fuse and runner is not graph):
+                mask_prob, peak, similarity, presence = runner(*inputs)
             # One device->host copy per frame: the masks and the three per-object scalars packed together.
             packed = torch.cat([mask_prob.reshape(n, -1), torch.stack([peak, similarity, presence], 1)], 1)
             host = packed.cpu().numpy()
@@ -323,7 +362,7 @@ class Engine:
         """
         if not self.trace:
             return graph
-        key = (variant, *(tuple(t.shape) for t in inputs))
+        key = (variant, self.fuse, *(tuple(t.shape) for t in inputs))
         traced = self._traces.get(key)
         if traced is not None:
             self._traces.move_to_end(key)
@@ -337,6 +376,8 @@ class Engine:
             # The tracer's notes on Python ints taken from shapes: expected, since a trace is per shape.
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(graph, inputs, check_trace=False)
+            if self.fuse:  # weights as constants: what lets oneDNN Graph fuse and pre-pack them
+                traced = torch.jit.freeze(traced.eval())
         self._traces[key] = traced
         self._shape_uses.pop(key, None)
         if len(self._traces) > TRACE_CACHE_SIZE:
