@@ -2,7 +2,7 @@
 
     python benchmarks/bench_model.py [--model default] [--threads N] [--iters 100] [--device cpu]
                                      [--objects 1,2,4] [--precisions fp32,bf16] [--onnx] [--eager] [--parts]
-                                     [--mask-region 0.667]
+                                     [--mask-region 0.667] [--fusion]
 
 Runs the tracker's engine (BN-fused model, channels-last, autocast as the tracker uses it) on
 random search crops, for 1, 2 and 4 objects, in fp32 and bf16 (and fp16 on CUDA) whether or not
@@ -13,8 +13,10 @@ milliseconds per forward (outputs copied to the host, as the tracker needs them)
 in fp32 the engine runs its TorchScript traces (``engine: traced``); ``--eager`` times the eager
 engine beside it, interleaved. ``--parts`` adds where an fp32 forward's time goes, part by part
 (the eager engine with timing hooks on the network's layers; see :func:`time_parts`).
-``--mask-region F`` also times each case with the mask path on the crop's central F x F (what the
-tracker runs for objects well inside their window, ``SegmenterConfig.mask_region``), interleaved.
+``--fusion`` times the trace without oneDNN Graph fusion (``Engine(fuse=False)``) beside the
+default fused one, interleaved. ``--mask-region F`` also times each case with the mask path on
+the crop's central F x F (what the tracker runs for objects well inside their window,
+``SegmenterConfig.mask_region``), interleaved.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections import defaultdict
 
 import torch
 
-from vosctl.engine import Engine, choose_precision, detect_capabilities, pick_device
+from vosctl.engine import TRACE_AFTER_USES, Engine, choose_precision, detect_capabilities, pick_device
 from vosctl.geometry import mask_region
 from vosctl.model.checkpoint import load_checkpoint
 from vosctl.threads import apply_thread_policy
@@ -45,7 +47,9 @@ def measure(
     template_mask = torch.ones(objects, cfg.template_size, cfg.template_size)
     embedding = engine.embed(template.numpy(), template_mask.numpy())
     prior = torch.zeros(objects, 1, size, size, device=device)
-    for _ in range(max(3, iters // 10)):  # warm-up: oneDNN / cuDNN kernel selection
+    # Warm-up: the trace (made at the TRACE_AFTER_USES-th call), TorchScript's profiling runs and
+    # oneDNN / cuDNN kernel selection all happen before the timed calls.
+    for _ in range(max(TRACE_AFTER_USES + 5, iters // 10)):
         engine.search_tensors(search, embedding, prior, None, region)
     start = time.perf_counter()
     for _ in range(iters):
@@ -154,6 +158,9 @@ def main() -> None:
     parser.add_argument("--onnx", action="store_true", help="also compare ONNX Runtime with torch fp32 (CPU)")
     parser.add_argument("--search-size", type=int, help="search crop side; default: the one the tracker uses")
     parser.add_argument("--eager", action="store_true", help="also time the eager engine beside the traced one")
+    parser.add_argument(
+        "--fusion", action="store_true", help="also time the trace without oneDNN Graph fusion beside the fused one"
+    )
     parser.add_argument("--parts", action="store_true", help="also split an eager fp32 forward's time into its parts")
     parser.add_argument(
         "--mask-region", type=float, default=None, help="also time the mask path on the crop's central F x F"
@@ -184,8 +191,11 @@ def main() -> None:
         engines = {"traced": Engine(model, device=str(device), precision=precision, capabilities=capabilities)}
         if not engines["traced"].trace:  # traces are made on CPU in fp32 only
             engines = {"eager": engines["traced"]}
-        elif args.eager:
-            engines["eager"] = Engine(model, str(device), precision, capabilities, trace=False)
+        else:
+            if args.fusion:
+                engines["traced, no fusion"] = Engine(model, str(device), precision, capabilities, fuse=False)
+            if args.eager:
+                engines["eager"] = Engine(model, str(device), precision, capabilities, trace=False)
         regions: list[tuple[int, int, int, int] | None] = [None]
         if args.mask_region:
             centred = (size * 0.4, size * 0.4, size * 0.2, size * 0.2)  # a box well inside any central region
@@ -200,6 +210,7 @@ def main() -> None:
                             "precision": precision,
                             "auto_choice": precision == auto,
                             "engine": mode,
+                            "fused": mode == "traced" and engine.fuse,
                             "mask_region": region,
                             "objects": objects,
                             "ms_per_frame": round(seconds * 1000, 2),

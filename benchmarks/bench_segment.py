@@ -234,10 +234,11 @@ def compare_engines(args: argparse.Namespace, root: Path, objects: int, run: dic
 # SegmenterConfig fields a Segmenter resolves once, at load (everything else is read per frame).
 LOAD_TIME_SETTINGS = ("engine", "precision", "search_size", "window_factor")
 
-PIPELINE_MODES = {  # name: (engine traces, decode ahead, write behind)
-    "eager, serial (before)": (False, False, False),
-    "traced, serial": (True, False, False),
-    "traced, pipelined (now)": (True, True, True),
+PIPELINE_MODES = {  # name: (engine traces, oneDNN Graph fusion, decode ahead, write behind)
+    "eager, serial (before)": (False, False, False, False),
+    "traced, serial": (True, False, False, False),
+    "traced, pipelined": (True, False, True, True),
+    "traced + fused, pipelined (now)": (True, True, True, True),
 }
 
 
@@ -260,7 +261,7 @@ def pipeline(args: argparse.Namespace) -> None:
         fixed = [item for item in args.against if item.split("=")[0] in LOAD_TIME_SETTINGS]
         if fixed:
             sys.exit(f"--against: {', '.join(fixed)} only applies when the model loads; compare separate runs")
-        now = PIPELINE_MODES["traced, pipelined (now)"]
+        now = PIPELINE_MODES["traced + fused, pipelined (now)"]
         modes = {"traced, pipelined, default settings": (*now, None)}
         modes.update({f"traced, pipelined, {item}": (*now, item) for item in args.against})
 
@@ -281,15 +282,17 @@ def pipeline(args: argparse.Namespace) -> None:
             )  # fmt: skip
             segmenter = load_segmenter(options)
             default_config = segmenter.config
+            can_fuse = getattr(segmenter.engine, "fuse", False)  # what the engine chose for this machine
             fps: dict[str, list[float]] = {name: [] for name in modes}
             for repeat in range(args.repeats + 1):
-                for name, (trace, ahead, behind, setting) in modes.items():
+                for name, (trace, fuse, ahead, behind, setting) in modes.items():
                     if args.fresh:  # a new engine each run: its traces are made (or not) as in a one-shot run
                         segmenter = load_segmenter(options)
                         default_config = segmenter.config
                     segmenter.config = default_config if setting is None else apply_overrides(default_config, [setting])
                     if hasattr(segmenter.engine, "trace"):
                         segmenter.engine.trace = trace
+                        segmenter.engine.fuse = fuse and can_fuse
                     segmenter.prefetch_decode, segmenter.write_behind = ahead, behind
                     shutil.rmtree(root / "out", ignore_errors=True)
                     summary = run_one(plan_job(options, video, batch=False), options, segmenter)
