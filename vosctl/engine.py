@@ -245,7 +245,7 @@ class Engine:
     On a CPU with oneDNN each trace is also frozen and run with TorchScript's oneDNN Graph fusion
     (``fuse``): the weights become constants and oneDNN runs each convolution together with the
     ReLU6 / add after it, which eager PyTorch and the plain trace run as separate passes over
-    memory. Outputs equal to 1e-4; network alone, v6 at 288 px, 2 threads, interleaved: 0.78-0.87x
+    memory. Outputs equal to 1e-4; network alone, v6 at 288 px, 2 threads, interleaved: 0.76-0.87x
     the plain trace's time for 1-4 objects (``benchmarks/bench_model.py --fusion``).
     """
 
