@@ -196,9 +196,21 @@ TRACE_AFTER_USES = 8
 TRACE_MIN_REMAINING = 150
 
 
-def onednn_fusion_available(device: torch.device) -> bool:
-    """Can TorchScript hand this device's graphs to oneDNN Graph (conv + ReLU6 / add fusion)? CPU with oneDNN only."""
-    return device.type == "cpu" and torch.backends.mkldnn.is_available() and hasattr(torch.jit, "enable_onednn_fusion")
+def onednn_fusion_available(device: torch.device, machine: str | None = None) -> bool:
+    """Can TorchScript hand this device's graphs to oneDNN Graph (conv + ReLU6 / add fusion)?
+
+    x86-64 CPUs with a oneDNN build of torch only: that is where TorchScript's oneDNN Graph fuser
+    is built and was measured; elsewhere (ARM, CUDA) the engine keeps plain traces.
+    """
+    import platform
+
+    machine = (machine or platform.machine()).lower()
+    return (
+        device.type == "cpu"
+        and machine in ("x86_64", "amd64")
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.jit, "enable_onednn_fusion")
+    )
 
 
 @contextmanager
