@@ -11,6 +11,7 @@ Owner: throughput issue (#9).
 from __future__ import annotations
 
 import dataclasses
+import platform
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -202,8 +203,6 @@ def onednn_fusion_available(device: torch.device, machine: str | None = None) ->
     x86-64 CPUs with a oneDNN build of torch only: that is where TorchScript's oneDNN Graph fuser
     is built and was measured; elsewhere (ARM, CUDA) the engine keeps plain traces.
     """
-    import platform
-
     machine = (machine or platform.machine()).lower()
     return (
         device.type == "cpu"
@@ -332,9 +331,16 @@ class Engine:
         ``mask_region``: run the mask path over that part of the canvas only (see
         :meth:`SiamDMN.forward_search`); None: all of it.
         """
-        bias = None if score_bias is None else torch.from_numpy(score_bias).to(self.torch_device)
-        prior_t = torch.from_numpy(prior).to(self.torch_device)[:, None].gt(127).float()
+        prior_t, bias = self.prior_and_bias(prior, score_bias)
         return self.search_tensors(self._images_to_tensor(search), templates, prior_t, bias, mask_region)
+
+    def prior_and_bias(
+        self, prior: np.ndarray, score_bias: np.ndarray | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Host prior (N, H, W) uint8 0/255 and bias -> what :meth:`search_tensors` takes, on the device."""
+        prior_t = torch.from_numpy(prior).to(self.torch_device, non_blocking=True)[:, None].gt(127).float()
+        bias = None if score_bias is None else torch.from_numpy(score_bias).to(self.torch_device, non_blocking=True)
+        return prior_t, bias
 
     def search_tensors(
         self,

@@ -533,11 +533,8 @@ class Segmenter:
         """CUDA: the crops made on the GPU from the uploaded frame, with the prior and bias on the device."""
         import torch
 
-        device = self.engine.torch_device
         search = crop_torch(frame, np.stack(matrices), size, PAD_COLOUR).contiguous(memory_format=torch.channels_last)
-        prior_t = torch.from_numpy(prior).to(device, non_blocking=True)[:, None].gt(127).float()
-        bias_t = None if bias is None else torch.from_numpy(bias).to(device, non_blocking=True)
-        return search, prior_t, bias_t
+        return (search, *self.engine.prior_and_bias(prior, bias))
 
     def _scratch(self, state: TrackState, name: str, index: int, shape: tuple[int, int], dtype) -> np.ndarray:
         """A reused window-sized array (grown when a window is bigger than any before)."""
