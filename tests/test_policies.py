@@ -36,19 +36,27 @@ def test_reacquiring_is_harder_than_keeping() -> None:
     assert not is_visible(False, PresenceSignals(score=1, similarity=1, area=1, last_area=500), config)
 
 
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
 def test_merge_gives_contested_pixels_to_the_previous_owner() -> None:
-    probs = np.zeros((2, 4, 4), np.float32)
-    probs[0, :, :3] = 0.8
-    probs[1, :, 1:] = 0.7
-    own = probs > 0.5
+    logits = np.full((2, 4, 4), -30.0, np.float32)
+    logits[0, :, :3] = _logit(0.8)
+    logits[1, :, 1:] = _logit(0.7)
+    own = logits > 0
     prev = np.zeros((2, 4, 4), np.uint8)
     prev[1, :, 1:3] = 255  # object 2 held the middle columns
-    labels = merge_objects(probs, own, prev, np.array([3, 7], np.uint8), overlap_prior_weight=1.0)
+    labels = merge_objects(logits, own, prev, np.array([3, 7], np.uint8), overlap_prior_weight=1.0)
     assert (labels[:, 0] == 3).all()
-    assert (labels[:, 1:3] == 7).all()  # 0.7 x 2 beats 0.8 on pixels object 7 held
+    assert (labels[:, 1:3] == 7).all()  # probability 0.7 x 2 beats 0.8 on pixels object 7 held
     assert (labels[:, 3] == 7).all()
-    no_prior = merge_objects(probs, own, np.zeros_like(prev), np.array([3, 7], np.uint8), 1.0)
+    no_prior = merge_objects(logits, own, np.zeros_like(prev), np.array([3, 7], np.uint8), 1.0)
     assert (no_prior[:, 1:3] == 3).all()
+    # The weighting is on probabilities, not logits: 2 x 0.55 beats 0.8, 2 x logit(0.55) = 0.4 would not beat 1.39.
+    close = logits.copy()
+    close[1, :, 1:] = _logit(0.55)
+    assert (merge_objects(close, close > 0, prev, np.array([3, 7], np.uint8), 1.0)[:, 1:3] == 7).all()
 
 
 def test_learned_presence_has_patience_and_hysteresis() -> None:
@@ -148,14 +156,14 @@ def test_local_mask_box_in_a_crop() -> None:
 
 
 def test_region_runs_are_redone_near_the_region_edge_or_below_the_presence_floor() -> None:
-    probs = np.zeros((1, 160, 288), np.float32)  # a 40 x 72 grid of stride-4 cells
+    logits = np.full((1, 160, 288), -30.0, np.float32)  # a 40 x 72 grid of stride-4 cells
     region = (0, 40, 12, 60)  # full height (the canvas's own top and bottom), central columns
-    probs[0, 60:100, 100:180] = 0.9
-    assert not reaches_region_edge(probs, region, 0.5)
-    assert not region_run_doubtful(np.float32([0.95]), probs, region, 0.5, 0.9)
-    assert region_run_doubtful(np.float32([0.85]), probs, region, 0.5, 0.9)
-    probs[0, 0:10, 120:130] = 0.9  # at the canvas's top edge, also the region's: nothing was cut there
-    assert not reaches_region_edge(probs, region, 0.5)
-    probs[0, 60:70, 232:236] = 0.9  # within 3 cells (12 px) of the region's right edge (240 px)
-    assert reaches_region_edge(probs, region, 0.5)
-    assert region_run_doubtful(np.float32([0.99]), [probs[0]], region, 0.5, 0.9)
+    logits[0, 60:100, 100:180] = 2.2
+    assert not reaches_region_edge(logits, region, 0.0)
+    assert not region_run_doubtful(np.float32([0.95]), logits, region, 0.0, 0.9)
+    assert region_run_doubtful(np.float32([0.85]), logits, region, 0.0, 0.9)
+    logits[0, 0:10, 120:130] = 2.2  # at the canvas's top edge, also the region's: nothing was cut there
+    assert not reaches_region_edge(logits, region, 0.0)
+    logits[0, 60:70, 232:236] = 2.2  # within 3 cells (12 px) of the region's right edge (240 px)
+    assert reaches_region_edge(logits, region, 0.0)
+    assert region_run_doubtful(np.float32([0.99]), [logits[0]], region, 0.0, 0.9)

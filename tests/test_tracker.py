@@ -238,6 +238,31 @@ def test_mask_region_leaves_the_masks_and_is_used_when_the_object_is_inside() ->
         assert iou(part == 1, t == 1) >= 0.8
 
 
+def test_mask_logits_are_resampled_to_the_frame_and_thresholded_there(segmenter, monkeypatch) -> None:
+    """The crop's mask logits (not probabilities) are pasted: the mask ends where the bilinearly
+    resampled logits cross the threshold's logit, as the network's loss saw them."""
+    from vosctl.engine import SearchResult
+
+    frame = np.full((96, 160, 3), 128, np.uint8)
+    labels = np.zeros((96, 160), np.uint8)
+    labels[30:60, 40:80] = 1
+    state, _ = segmenter.init_state(frame, labels)
+    # A 32 px crop of the frame's [0, 128) columns (scale 1/4): logit +2 in crop columns 0-15, -10 from 16.
+    # Crop columns 15 and 16 sit at frame x 60 and 64 (OpenCV's pixel-centre convention). Logits cross 0
+    # a sixth of the way (x 60.7: columns 0-60); probabilities (0.88 -> 0.00005) would cross 0.5 at
+    # 0.43 of it (x 61.7: columns 0-61).
+    logits = np.full((1, 32, 32), -10.0, np.float32)
+    logits[0, :, :16] = 2.0
+    matrix = np.array([[0.25, 0.0, 0.0], [0.0, 0.25, 0.0]])
+    one = np.ones(1, np.float32)
+    crafted = SearchResult(mask_logits=logits, peak=one, similarity=one, presence=one)
+    monkeypatch.setattr(segmenter, "_search", lambda state, rgb, box_prompt=False: (crafted, [matrix]))
+    result = segmenter.step(state, frame)
+    columns = np.flatnonzero(result.labels.any(0))
+    assert (columns[0], columns[-1]) == (0, 60)
+    assert result.labels[:, 128:].max() == 0  # outside the crop: the background fill, never the object
+
+
 def test_a_region_run_is_redone_on_the_whole_canvas_when_in_doubt(segmenter) -> None:
     """Kept only for a confident object well inside the region: a weak presence (the lost / found
     decisions read it) or a mask at the region's edge (maybe cut) asks for the whole canvas."""
@@ -247,10 +272,10 @@ def test_a_region_run_is_redone_on_the_whole_canvas_when_in_doubt(segmenter) -> 
     region = (12, 60, 12, 60)  # stride-4 cells of a 288 px canvas: pixels 48..240
 
     def result(presence: float, rows: slice, cols: slice) -> SearchResult:
-        probs = np.zeros((1, 288, 288), np.float32)
-        probs[0, rows, cols] = 0.9
+        logits = np.full((1, 288, 288), -30.0, np.float32)
+        logits[0, rows, cols] = 2.2  # probability 0.9
         one = np.ones(1, np.float32)
-        return SearchResult(mask_prob=probs, peak=one, similarity=one, presence=np.float32([presence]))
+        return SearchResult(mask_logits=logits, peak=one, similarity=one, presence=np.float32([presence]))
 
     inside = (slice(100, 180), slice(100, 180))
     assert not segmenter._region_result_doubtful(result(0.99, *inside), region)

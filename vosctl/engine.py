@@ -142,7 +142,10 @@ _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 class SearchResult:
     """Per-object outputs of one batched search forward, on the host, in crop coordinates."""
 
-    mask_prob: np.ndarray  # (N, H, W) float32 mask probabilities over the search canvas
+    # (N, H, W) float32 mask logits over the search canvas. Logits, not probabilities: the tracker
+    # resamples them crop -> frame and thresholds there, as the network's loss saw them (bilinearly
+    # upsampled logits) and as SAM 2 and Cutie resample theirs.
+    mask_logits: np.ndarray
     peak: np.ndarray  # (N,) float32 sigmoid of the centre score at the chosen cell
     similarity: np.ndarray  # (N,) float32 cosine of the masked search features to the template
     presence: np.ndarray  # (N,) float32 probability that the object is in the canvas (peak if no head)
@@ -159,7 +162,7 @@ class SearchGraph(nn.Module):
     What both fast paths compile: TorchScript traces (:class:`Engine`, CPU) and the ONNX export
     (:mod:`vosctl.onnx_engine`). Generic over TemplateEmbedding's fields and over
     ``SearchOutput.extras`` (``presence`` when the network has it), so architecture changes need
-    no edit here. Outputs: mask probabilities (N, H, W), peak score, similarity and presence (N,).
+    no edit here. Outputs: mask logits (N, H, W), peak score, similarity and presence (N,).
     """
 
     def __init__(self, model: SiamDMN, mask_region: tuple[int, int, int, int] | None = None) -> None:
@@ -176,8 +179,8 @@ class SearchGraph(nn.Module):
         peak = torch.sigmoid(out.score[torch.arange(n, device=search.device), 0, rows, cols].float())
         presence = out.extras.get("presence")
         presence = peak if presence is None else torch.sigmoid(presence.float()).reshape(n)
-        mask_prob = torch.sigmoid(out.mask_logits.float())[:, 0]
-        return mask_prob, peak, out.extras["similarity"].float(), presence
+        mask_logits = out.mask_logits.float()[:, 0]
+        return mask_logits, peak, out.extras["similarity"].float(), presence
 
 
 # Traces kept per engine (canvas shapes: the tracked objects' one with and without its mask
@@ -361,13 +364,13 @@ class Engine:
         with torch.inference_mode(), self._autocast():
             runner = self._traced(graph, inputs, mask_region)
             with onednn_fusion(self.fuse and runner is not graph):
-                mask_prob, peak, similarity, presence = runner(*inputs)
+                mask_logits, peak, similarity, presence = runner(*inputs)
             # One device->host copy per frame: the masks and the three per-object scalars packed together.
-            packed = torch.cat([mask_prob.reshape(n, -1), torch.stack([peak, similarity, presence], 1)], 1)
+            packed = torch.cat([mask_logits.reshape(n, -1), torch.stack([peak, similarity, presence], 1)], 1)
             host = packed.cpu().numpy()
-        height, width = mask_prob.shape[1:]
+        height, width = mask_logits.shape[1:]
         return SearchResult(
-            mask_prob=host[:, : height * width].reshape(n, height, width),
+            mask_logits=host[:, : height * width].reshape(n, height, width),
             peak=host[:, -3],
             similarity=host[:, -2],
             presence=host[:, -1],

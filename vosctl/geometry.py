@@ -71,9 +71,14 @@ def crop_image(
 
 
 def paste_crop(
-    crop: np.ndarray, matrix: np.ndarray, width: int, height: int, out: np.ndarray | None = None
+    crop: np.ndarray,
+    matrix: np.ndarray,
+    width: int,
+    height: int,
+    out: np.ndarray | None = None,
+    fill: float = 0.0,
 ) -> np.ndarray:
-    """Inverse of :func:`crop_image` for a single-channel map: crop -> frame (zero outside the crop)."""
+    """Inverse of :func:`crop_image` for a single-channel map: crop -> frame (``fill`` outside the crop)."""
     return cv2.warpAffine(
         crop,
         matrix,
@@ -81,7 +86,7 @@ def paste_crop(
         dst=out,
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
+        borderValue=fill,
     )
 
 
@@ -160,24 +165,24 @@ def mask_region(
 
 
 def reaches_region_edge(
-    mask_prob: np.ndarray | list[np.ndarray],
+    mask_logits: np.ndarray | list[np.ndarray],
     region: tuple[int, int, int, int],
-    threshold: float,
+    logit_threshold: float,
     band: int = 3,
     stride: int = 4,
 ) -> bool:
     """Does any mask reach the last ``band`` cells inside a mask region's edge (where it may have been cut)?
 
-    ``mask_prob``: (N, H, W) canvas probabilities from a search run with ``region``. Sides that
-    are the canvas's own edge do not count: nothing was cut there. ``band`` covers the reach of
-    the mask path's 3x3 convolutions, whose zero padding at the region's edge differs from the
-    whole-canvas run.
+    ``mask_logits``: (N, H, W) canvas mask logits from a search run with ``region``; a mask is
+    where they exceed ``logit_threshold``. Sides that are the canvas's own edge do not count:
+    nothing was cut there. ``band`` covers the reach of the mask path's 3x3 convolutions, whose
+    zero padding at the region's edge differs from the whole-canvas run.
     """
     top, bottom, left, right = (v * stride for v in region)
     width = band * stride
-    for probs in mask_prob:
-        height, canvas_width = probs.shape
-        inside = probs[top:bottom, left:right]
+    for logits in mask_logits:
+        height, canvas_width = logits.shape
+        inside = logits[top:bottom, left:right]
         strips = []
         if top > 0:
             strips.append(inside[:width])
@@ -187,16 +192,16 @@ def reaches_region_edge(
             strips.append(inside[:, :width])
         if right < canvas_width:
             strips.append(inside[:, -width:])
-        if any(bool((strip > threshold).any()) for strip in strips):
+        if any(bool((strip > logit_threshold).any()) for strip in strips):
             return True
     return False
 
 
 def region_run_doubtful(
     presence: np.ndarray,
-    mask_prob: np.ndarray | list[np.ndarray],
+    mask_logits: np.ndarray | list[np.ndarray],
     region: tuple[int, int, int, int],
-    mask_threshold: float,
+    logit_threshold: float,
     presence_floor: float,
 ) -> bool:
     """Must a search run with a mask ``region`` run again on the whole canvas?
@@ -209,7 +214,7 @@ def region_run_doubtful(
     """
     if len(presence) and float(np.min(presence)) < presence_floor:
         return True
-    return reaches_region_edge(mask_prob, region, mask_threshold)
+    return reaches_region_edge(mask_logits, region, logit_threshold)
 
 
 class LocalMask:

@@ -1,7 +1,7 @@
 """ONNX Runtime as the CPU engine for the search forward (optional: ``pip install vosctl[onnx]``).
 
 The search branch (backbone, correlation, head, dynamic mask, and the engine's post-processing:
-sigmoids, the peak score, similarity, presence) is exported with ``torch.onnx.export(...,
+the mask logits, the peak score, similarity, presence) is exported with ``torch.onnx.export(...,
 dynamo=True)`` with a dynamic batch (objects) and dynamic canvas height and width (the lost-object
 canvas grows; ``--full-frame`` follows the frame), then run by ONNX Runtime's CPU provider. The
 template branch stays in torch: it runs once per prompt, not per frame.
@@ -36,8 +36,8 @@ from torch import nn
 from vosctl.engine import Engine, SearchGraph, SearchResult, template_fields
 from vosctl.model.network import SiamDMN, TemplateEmbedding
 
-EXPORT_VERSION = 2  # bump when SearchGraph's inputs, outputs or post-processing change
-OUTPUTS = ("mask_prob", "peak", "similarity", "presence")
+EXPORT_VERSION = 3  # bump when SearchGraph's inputs, outputs or post-processing change
+OUTPUTS = ("mask_logits", "peak", "similarity", "presence")
 
 
 def cache_dir() -> Path:
@@ -194,8 +194,8 @@ class OrtEngine(Engine):
         }
         for name in template_fields():
             feeds[name] = getattr(templates, name).detach().float().numpy()
-        mask_prob, peak, similarity, presence = self.session.run(list(OUTPUTS), feeds)
-        return SearchResult(mask_prob=mask_prob, peak=peak, similarity=similarity, presence=presence)
+        mask_logits, peak, similarity, presence = self.session.run(list(OUTPUTS), feeds)
+        return SearchResult(mask_logits=mask_logits, peak=peak, similarity=similarity, presence=presence)
 
 
 def make_engine(model: SiamDMN, backend: str, device: str, precision: str, threads: int | None) -> Engine:
