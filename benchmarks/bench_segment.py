@@ -234,12 +234,14 @@ def compare_engines(args: argparse.Namespace, root: Path, objects: int, run: dic
 # SegmenterConfig fields a Segmenter resolves once, at load (everything else is read per frame).
 LOAD_TIME_SETTINGS = ("engine", "precision", "search_size", "window_factor")
 
-PIPELINE_MODES = {  # name: (engine traces, oneDNN Graph fusion, decode ahead, write behind)
-    "eager, serial (before)": (False, False, False, False),
-    "traced, serial": (True, False, False, False),
-    "traced, pipelined": (True, False, True, True),
-    "traced + fused, pipelined (now)": (True, True, True, True),
+PIPELINE_MODES = {  # name: (engine traces, oneDNN Graph fusion, template branch traced, decode ahead, write behind)
+    "eager, serial (before)": (False, False, False, False, False),
+    "traced, serial": (True, False, False, False, False),
+    "traced, pipelined": (True, False, False, True, True),
+    "traced + fused, pipelined": (True, True, False, True, True),
+    "traced + fused, templates too, pipelined (now)": (True, True, True, True, True),
 }
+NOW = "traced + fused, templates too, pipelined (now)"
 
 
 def pipeline(args: argparse.Namespace) -> None:
@@ -254,14 +256,14 @@ def pipeline(args: argparse.Namespace) -> None:
     from vosctl.jobs.segment import SegmentOptions, load_segmenter, plan_job, run_one
     from vosctl.overrides import apply_overrides
 
-    # name -> (engine traces, decode ahead, write behind, setting overrides)
+    # name -> (engine traces, fusion, templates traced, decode ahead, write behind, setting overrides)
     modes = {name: (*flags, None) for name, flags in PIPELINE_MODES.items()}
     if args.against:
         # Settings a Segmenter reads when it is made, not per frame: swapping its config would not apply them.
         fixed = [item for item in args.against if item.split("=")[0] in LOAD_TIME_SETTINGS]
         if fixed:
             sys.exit(f"--against: {', '.join(fixed)} only applies when the model loads; compare separate runs")
-        now = PIPELINE_MODES["traced + fused, pipelined (now)"]
+        now = PIPELINE_MODES[NOW]
         modes = {"traced, pipelined, default settings": (*now, None)}
         modes.update({f"traced, pipelined, {item}": (*now, item) for item in args.against})
 
@@ -285,7 +287,7 @@ def pipeline(args: argparse.Namespace) -> None:
             can_fuse = getattr(segmenter.engine, "fuse", False)  # what the engine chose for this machine
             fps: dict[str, list[float]] = {name: [] for name in modes}
             for repeat in range(args.repeats + 1):
-                for name, (trace, fuse, ahead, behind, setting) in modes.items():
+                for name, (trace, fuse, templates, ahead, behind, setting) in modes.items():
                     if args.fresh:  # a new engine each run: its traces are made (or not) as in a one-shot run
                         segmenter = load_segmenter(options)
                         default_config = segmenter.config
@@ -293,6 +295,7 @@ def pipeline(args: argparse.Namespace) -> None:
                     if hasattr(segmenter.engine, "trace"):
                         segmenter.engine.trace = trace
                         segmenter.engine.fuse = fuse and can_fuse
+                        segmenter.engine.trace_templates = templates
                     segmenter.prefetch_decode, segmenter.write_behind = ahead, behind
                     shutil.rmtree(root / "out", ignore_errors=True)
                     summary = run_one(plan_job(options, video, batch=False), options, segmenter)

@@ -587,6 +587,45 @@ def test_tracker_gives_the_same_masks_traced_or_eager() -> None:
     assert np.mean([iou(a > 0, t > 0) for a, t in zip(runs[0][1:], truth[1:])]) > 0.5
 
 
+def test_template_embeddings_are_traced_by_their_own_count_and_match_eager() -> None:
+    """The template branch is traced only when enough embeddings are to come, gives eager's
+    outputs, and its traces are cached apart (they never push out the search traces)."""
+    import dataclasses
+
+    import torch
+
+    from vosctl import Segmenter
+    from vosctl.engine import EMBED_TRACE_MIN_REMAINING, TRACE_AFTER_USES, Engine
+    from vosctl.memory import MemoryConfig
+    from vosctl.model.network import NetworkConfig, SiamDMN
+
+    torch.manual_seed(0)
+    model = SiamDMN(NetworkConfig(template_size=64, search_size=128, presence_head=True)).eval()
+    traced = Engine(model, "cpu", "fp32")
+    eager = Engine(model, "cpu", "fp32", trace=False)
+    template, masks, *_ = _random_inputs(traced, 2, 128)
+    traced.expect_calls(10_000, embeds=TRACE_AFTER_USES + 5)  # a long clip, but few memory updates
+    for _ in range(TRACE_AFTER_USES + 5):
+        traced.embed(template, masks)
+    assert not traced._embed_traces
+    traced.expect_calls(10_000, embeds=TRACE_AFTER_USES + EMBED_TRACE_MIN_REMAINING)
+    for _ in range(TRACE_AFTER_USES + 3):  # eager, then traced (and fused where oneDNN is) from the 8th use
+        a, b = traced.embed(template, masks), eager.embed(template, masks)
+        torch.testing.assert_close(a.kernel, b.kernel, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(a.prototype, b.prototype, atol=1e-4, rtol=1e-4)
+    assert len(traced._embed_traces) == 1 and not traced._traces
+
+    # The segmenter counts the embeddings from the memory's schedule: one batched call per update.
+    segmenter = Segmenter(model, device="cpu")
+    segmenter.expect_frames(600)
+    assert segmenter.engine.expected_embeds == 600 // segmenter.config.memory.update_every
+    segmenter.config = dataclasses.replace(segmenter.config, memory=MemoryConfig(bank_size=0))
+    segmenter.expect_frames(600)
+    assert segmenter.engine.expected_embeds == 0
+    segmenter.expect_frames(None)
+    assert segmenter.engine.expected_embeds is None
+
+
 def test_short_clips_are_not_traced() -> None:
     import torch
 

@@ -183,6 +183,19 @@ class SearchGraph(nn.Module):
         return mask_logits, peak, out.extras["similarity"].float(), presence
 
 
+class EmbedGraph(nn.Module):
+    """embed_template with plain tensor outputs (TemplateEmbedding's fields, in order): what the engine traces."""
+
+    def __init__(self, model: SiamDMN) -> None:
+        super().__init__()
+        self.model = model
+        self.fields = template_fields()
+
+    def forward(self, template: torch.Tensor, template_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        embedding = self.model.embed_template(template, template_mask)
+        return tuple(getattr(embedding, name) for name in self.fields)
+
+
 # Traces kept per engine (canvas shapes: the tracked objects' one with and without its mask
 # region, a few lost-object canvases).
 TRACE_CACHE_SIZE = 6
@@ -198,6 +211,13 @@ TRACE_AFTER_USES = 8
 # wall s traced-and-fused vs eager): 80 frames 3.48 vs 3.68, 150 frames 5.65 vs 5.92, 160 frames
 # 4.41 vs 5.31 (v5-fast 3.94 vs 4.16), 300 frames 9.75 vs 12.82; so 150.
 TRACE_MIN_REMAINING = 150
+# The template branch (a prompt, then the appearance memory every few frames) is traced by the same
+# rule, counted in template embeddings: a fused trace of it costs ~0.6 s to make and run twice and
+# saves ~5.8 ms a call (v6, 128 px, one object, 2 threads: eager 9.0, plain trace 6.3, fused 3.2
+# ms), so it pays after ~100 calls, e.g. 500 frames with a memory update every 5 (round 14).
+EMBED_TRACE_MIN_REMAINING = 100
+# Template traces kept (one per number of objects embedded together), apart from the search traces.
+EMBED_TRACE_CACHE_SIZE = 3
 
 
 def onednn_fusion_available(device: torch.device, machine: str | None = None) -> bool:
@@ -233,11 +253,11 @@ def onednn_fusion(enabled: bool) -> Iterator[None]:
         torch.jit.enable_onednn_fusion(before)
 
 
-def worth_tracing(uses: int, expected_calls: int | None) -> bool:
+def worth_tracing(uses: int, expected_calls: int | None, min_remaining: int = TRACE_MIN_REMAINING) -> bool:
     """Make a trace for a shape used ``uses`` times so far, with ``expected_calls`` in all (None: unknown)?"""
     if uses < TRACE_AFTER_USES:
         return False
-    return expected_calls is None or expected_calls - uses >= TRACE_MIN_REMAINING
+    return expected_calls is None or expected_calls - uses >= min_remaining
 
 
 class Engine:
@@ -275,6 +295,7 @@ class Engine:
         capabilities: Capabilities | None = None,
         trace: bool | None = None,
         fuse: bool | None = None,
+        trace_templates: bool = True,
     ) -> None:
         self.torch_device = pick_device(device)
         self.capabilities = capabilities or detect_capabilities(self.torch_device)
@@ -291,17 +312,25 @@ class Engine:
         # Freeze traces and run them with oneDNN Graph fusion (CPU builds with oneDNN; None: there).
         self.fuse = onednn_fusion_available(self.torch_device) if fuse is None else fuse
         self._traces: OrderedDict[tuple, torch.jit.ScriptModule] = OrderedDict()
+        # The template branch is traced too (by its own count; False keeps it eager, e.g. to compare).
+        self.trace_templates = trace_templates
+        self._embed_graph = EmbedGraph(self.model).eval()
+        self._embed_traces: OrderedDict[tuple, torch.jit.ScriptModule] = OrderedDict()
         self._shape_uses: dict[tuple, int] = {}
-        # Calls the current job expects (its frame count), when known: short clips are not traced.
+        # Calls the current job expects (search: its frame count; embed: its template embeddings),
+        # when known: short clips are not traced.
         self.expected_calls: int | None = None
+        self.expected_embeds: int | None = None
 
     @property
     def device(self) -> str:
         return str(self.torch_device)
 
-    def expect_calls(self, count: int | None) -> None:
-        """A new job of ``count`` search calls (None: unknown) starts: traces are made only if they pay."""
+    def expect_calls(self, count: int | None, embeds: int | None = None) -> None:
+        """A new job of ``count`` search calls and ``embeds`` template embeddings (None: unknown)
+        starts: traces are made only if they pay."""
         self.expected_calls = count
+        self.expected_embeds = embeds
         self._shape_uses.clear()
 
     def _autocast(self) -> torch.autocast:
@@ -313,13 +342,18 @@ class Engine:
         return tensor.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
 
     def embed(self, crops: np.ndarray, masks: np.ndarray) -> TemplateEmbedding:
-        """crops: (N, T, T, 3) uint8; masks: (N, T, T) float32 0..1 -> the objects' template embedding."""
-        # Eager, not traced: the template branch runs at prompts and every few frames for the
-        # appearance memory, too rarely to repay a trace's warm-up (~0.7 s) on a typical clip.
+        """crops: (N, T, T, 3) uint8; masks: (N, T, T) float32 0..1 -> the objects' template embedding.
+
+        Traced (and fused) like the search, by its own count: only when enough embeddings are to
+        come (EMBED_TRACE_MIN_REMAINING), since the template branch runs only at prompts and every
+        few frames for the appearance memory.
+        """
+        inputs = (self._images_to_tensor(crops), torch.from_numpy(masks).to(self.torch_device)[:, None])
         with torch.inference_mode(), self._autocast():
-            return self.model.embed_template(
-                self._images_to_tensor(crops), torch.from_numpy(masks).to(self.torch_device)[:, None]
-            )
+            runner = self._traced(self._embed_graph, inputs, embed=True) if self.trace_templates else self._embed_graph
+            with onednn_fusion(self.fuse and runner is not self._embed_graph):
+                fields = runner(*inputs)
+        return TemplateEmbedding(**dict(zip(self._embed_graph.fields, fields)))
 
     def search(
         self,
@@ -376,22 +410,30 @@ class Engine:
             presence=host[:, -1],
         )
 
-    def _traced(self, graph: nn.Module, inputs: tuple[torch.Tensor, ...], variant: object = None) -> nn.Module:
+    def _traced(
+        self, graph: nn.Module, inputs: tuple[torch.Tensor, ...], variant: object = None, embed: bool = False
+    ) -> nn.Module:
         """``graph`` traced for these input shapes (made at their TRACE_AFTER_USES-th use), else ``graph``.
 
         ``variant`` tells apart graphs that take the same shapes (the mask region each one bakes in).
+        ``embed``: the template graph, counted against the expected embeddings and cached apart, so
+        its traces never push out the per-frame search traces.
         """
         if not self.trace:
             return graph
-        key = (variant, self.fuse, *(tuple(t.shape) for t in inputs))
-        traced = self._traces.get(key)
+        cache, cache_size = (self._embed_traces, EMBED_TRACE_CACHE_SIZE) if embed else (self._traces, TRACE_CACHE_SIZE)
+        key = (variant, embed, self.fuse, *(tuple(t.shape) for t in inputs))
+        traced = cache.get(key)
         if traced is not None:
-            self._traces.move_to_end(key)
+            cache.move_to_end(key)
             return traced
         if len(self._shape_uses) > 64:  # a --full-frame run can see many shapes once: stay bounded
             self._shape_uses.clear()
         uses = self._shape_uses[key] = self._shape_uses.get(key, 0) + 1
-        if not worth_tracing(uses, self.expected_calls):
+        expected, min_remaining = (
+            (self.expected_embeds, EMBED_TRACE_MIN_REMAINING) if embed else (self.expected_calls, TRACE_MIN_REMAINING)
+        )
+        if not worth_tracing(uses, expected, min_remaining):
             return graph
         with warnings.catch_warnings():
             # The tracer's notes on Python ints taken from shapes: expected, since a trace is per shape.
@@ -399,8 +441,8 @@ class Engine:
             traced = torch.jit.trace(graph, inputs, check_trace=False)
             if self.fuse:  # weights as constants: what lets oneDNN Graph fuse and pre-pack them
                 traced = torch.jit.freeze(traced.eval())
-        self._traces[key] = traced
+        cache[key] = traced
         self._shape_uses.pop(key, None)
-        if len(self._traces) > TRACE_CACHE_SIZE:
-            self._traces.popitem(last=False)
+        if len(cache) > cache_size:
+            cache.popitem(last=False)
         return traced

@@ -250,8 +250,14 @@ class Segmenter:
 
     def expect_frames(self, count: int | None) -> None:
         """Tell the engine how many frames the next run will have (None: unknown), e.g. a video's
-        frame count: a CPU engine then skips making traces that a short clip would not repay."""
-        self.engine.expect_calls(count)
+        frame count: a CPU engine then skips making traces that a short clip would not repay.
+
+        The template embeddings to expect follow from the memory's schedule (one batched call per
+        update); the prompt's own embedding and re-prompts are too few to count.
+        """
+        mem = self.config.memory
+        embeds = None if count is None else (count // max(1, mem.update_every) if mem.bank_size > 0 else 0)
+        self.engine.expect_calls(count, embeds)
 
     # ------------------------------------------------------------------ helpers
     def _window_side(self, state: TrackState, obj: ObjectState) -> float:
