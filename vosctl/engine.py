@@ -214,7 +214,9 @@ TRACE_MIN_REMAINING = 150
 # The template branch (a prompt, then the appearance memory every few frames) is traced by the same
 # rule, counted in template embeddings: a fused trace of it costs ~0.6 s to make and run twice and
 # saves ~5.8 ms a call (v6, 128 px, one object, 2 threads: eager 9.0, plain trace 6.3, fused 3.2
-# ms), so it pays after ~100 calls, e.g. 500 frames with a memory update every 5 (round 14).
+# ms), so it pays after ~100 calls, e.g. 500 frames with a memory update every 5 (round 14). End
+# to end: +7.7 % with serial I/O (Segmenter.track over the caller's frames); no measurable gain
+# beside `segment`'s decode and write threads (paired medians 1.02, 0.98).
 EMBED_TRACE_MIN_REMAINING = 100
 # Template traces kept (one per number of objects embedded together), apart from the search traces.
 EMBED_TRACE_CACHE_SIZE = 3
