@@ -564,8 +564,8 @@ def test_fused_traces_run_onednn_groups_match_eager_and_restore_the_switch() -> 
     assert min(fused_groups[-4:]) > 0  # the fused graph ran (eager calls before the trace: nothing to fuse)
     plain.search(search, embeddings[1], prior, bias)
     assert "FusionGroup" not in str(torch.jit.last_executed_optimized_graph())
-    assert len(fused._traces) == 2 and all(not list(t.parameters()) for t in fused._traces.values())  # frozen
-    assert all(list(t.parameters()) for t in plain._traces.values())
+    assert len(fused._traces) == 2 and all(not list(t.parameters()) for t in fused._traces.traces.values())  # frozen
+    assert all(list(t.parameters()) for t in plain._traces.traces.values())
     with pytest.raises(RuntimeError, match="inside"):
         with onednn_fusion(not switch):
             assert torch.jit.onednn_fusion_enabled() != switch

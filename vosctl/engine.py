@@ -262,6 +262,28 @@ def worth_tracing(uses: int, expected_calls: int | None, min_remaining: int = TR
     return expected_calls is None or expected_calls - uses >= min_remaining
 
 
+@dataclass
+class TraceCache:
+    """One graph's traces (per input shapes and variant), with the counts that decide when to make one.
+
+    Kept up to ``size`` (least recently used dropped); a shape is traced when
+    :func:`worth_tracing` says so with ``expected`` calls in the current job and ``min_remaining``.
+    """
+
+    size: int
+    min_remaining: int
+    expected: int | None = None  # calls the current job expects (None: unknown)
+    traces: OrderedDict[tuple, torch.jit.ScriptModule] = dataclasses.field(default_factory=OrderedDict)
+    uses: dict[tuple, int] = dataclasses.field(default_factory=dict)  # calls per not-yet-traced key
+
+    def __len__(self) -> int:
+        return len(self.traces)
+
+    def new_job(self, expected: int | None) -> None:
+        self.expected = expected
+        self.uses.clear()
+
+
 class Engine:
     """Runs a (BN-fused) SiamDMN on one device in one precision.
 
@@ -313,16 +335,12 @@ class Engine:
         self.trace = trace
         # Freeze traces and run them with oneDNN Graph fusion (CPU builds with oneDNN; None: there).
         self.fuse = onednn_fusion_available(self.torch_device) if fuse is None else fuse
-        self._traces: OrderedDict[tuple, torch.jit.ScriptModule] = OrderedDict()
+        self._traces = TraceCache(TRACE_CACHE_SIZE, TRACE_MIN_REMAINING)
         # The template branch is traced too (by its own count; False keeps it eager, e.g. to compare).
         self.trace_templates = trace_templates
         self._embed_graph = EmbedGraph(self.model).eval()
-        self._embed_traces: OrderedDict[tuple, torch.jit.ScriptModule] = OrderedDict()
-        self._shape_uses: dict[tuple, int] = {}
-        # Calls the current job expects (search: its frame count; embed: its template embeddings),
-        # when known: short clips are not traced.
-        self.expected_calls: int | None = None
-        self.expected_embeds: int | None = None
+        # Counted and cached apart, so template traces never push out the per-frame search traces.
+        self._embed_traces = TraceCache(EMBED_TRACE_CACHE_SIZE, EMBED_TRACE_MIN_REMAINING)
 
     @property
     def device(self) -> str:
@@ -331,9 +349,18 @@ class Engine:
     def expect_calls(self, count: int | None, embeds: int | None = None) -> None:
         """A new job of ``count`` search calls and ``embeds`` template embeddings (None: unknown)
         starts: traces are made only if they pay."""
-        self.expected_calls = count
-        self.expected_embeds = embeds
-        self._shape_uses.clear()
+        self._traces.new_job(count)
+        self._embed_traces.new_job(embeds)
+
+    @property
+    def expected_calls(self) -> int | None:
+        """Search calls the current job expects (its frame count; None: unknown)."""
+        return self._traces.expected
+
+    @property
+    def expected_embeds(self) -> int | None:
+        """Template embeddings the current job expects (None: unknown)."""
+        return self._embed_traces.expected
 
     def _autocast(self) -> torch.autocast:
         dtype = _AUTOCAST_DTYPES.get(self.precision, torch.bfloat16)
@@ -351,11 +378,12 @@ class Engine:
         few frames for the appearance memory.
         """
         inputs = (self._images_to_tensor(crops), torch.from_numpy(masks).to(self.torch_device)[:, None])
+        graph = self._embed_graph
         with torch.inference_mode(), self._autocast():
-            runner = self._traced(self._embed_graph, inputs, embed=True) if self.trace_templates else self._embed_graph
-            with onednn_fusion(self.fuse and runner is not self._embed_graph):
+            runner = self._traced(graph, inputs, self._embed_traces) if self.trace_templates else graph
+            with onednn_fusion(self.fuse and runner is not graph):
                 fields = runner(*inputs)
-        return TemplateEmbedding(**dict(zip(self._embed_graph.fields, fields)))
+        return TemplateEmbedding(**dict(zip(graph.fields, fields)))
 
     def search(
         self,
@@ -398,7 +426,7 @@ class Engine:
         if graph is None:
             graph = self._graphs[mask_region] = SearchGraph(self.model, mask_region).eval()
         with torch.inference_mode(), self._autocast():
-            runner = self._traced(graph, inputs, mask_region)
+            runner = self._traced(graph, inputs, self._traces, mask_region)
             with onednn_fusion(self.fuse and runner is not graph):
                 mask_logits, peak, similarity, presence = runner(*inputs)
             # One device->host copy per frame: the masks and the three per-object scalars packed together.
@@ -413,29 +441,24 @@ class Engine:
         )
 
     def _traced(
-        self, graph: nn.Module, inputs: tuple[torch.Tensor, ...], variant: object = None, embed: bool = False
+        self, graph: nn.Module, inputs: tuple[torch.Tensor, ...], cache: TraceCache, variant: object = None
     ) -> nn.Module:
         """``graph`` traced for these input shapes (made at their TRACE_AFTER_USES-th use), else ``graph``.
 
-        ``variant`` tells apart graphs that take the same shapes (the mask region each one bakes in).
-        ``embed``: the template graph, counted against the expected embeddings and cached apart, so
-        its traces never push out the per-frame search traces.
+        ``cache``: this graph's traces and counts. ``variant`` tells apart graphs that take the same
+        shapes (the mask region each one bakes in).
         """
         if not self.trace:
             return graph
-        cache, cache_size = (self._embed_traces, EMBED_TRACE_CACHE_SIZE) if embed else (self._traces, TRACE_CACHE_SIZE)
-        key = (variant, embed, self.fuse, *(tuple(t.shape) for t in inputs))
-        traced = cache.get(key)
+        key = (variant, self.fuse, *(tuple(t.shape) for t in inputs))
+        traced = cache.traces.get(key)
         if traced is not None:
-            cache.move_to_end(key)
+            cache.traces.move_to_end(key)
             return traced
-        if len(self._shape_uses) > 64:  # a --full-frame run can see many shapes once: stay bounded
-            self._shape_uses.clear()
-        uses = self._shape_uses[key] = self._shape_uses.get(key, 0) + 1
-        expected, min_remaining = (
-            (self.expected_embeds, EMBED_TRACE_MIN_REMAINING) if embed else (self.expected_calls, TRACE_MIN_REMAINING)
-        )
-        if not worth_tracing(uses, expected, min_remaining):
+        if len(cache.uses) > 64:  # a --full-frame run can see many shapes once: stay bounded
+            cache.uses.clear()
+        uses = cache.uses[key] = cache.uses.get(key, 0) + 1
+        if not worth_tracing(uses, cache.expected, cache.min_remaining):
             return graph
         with warnings.catch_warnings():
             # The tracer's notes on Python ints taken from shapes: expected, since a trace is per shape.
@@ -443,8 +466,8 @@ class Engine:
             traced = torch.jit.trace(graph, inputs, check_trace=False)
             if self.fuse:  # weights as constants: what lets oneDNN Graph fuse and pre-pack them
                 traced = torch.jit.freeze(traced.eval())
-        cache[key] = traced
-        self._shape_uses.pop(key, None)
-        if len(cache) > cache_size:
-            cache.popitem(last=False)
+        cache.traces[key] = traced
+        cache.uses.pop(key, None)
+        if len(cache.traces) > cache.size:
+            cache.traces.popitem(last=False)
         return traced

@@ -30,7 +30,8 @@ from torch import nn
 from vosctl.model.backbone import STAGE_CHANNELS, STRIDE2_CHANNELS, MobileNetV2Features
 
 # Mask logit given to the cells outside a ``mask_region`` (sigmoid ~1e-13: background, and no
-# weight in the appearance check's mask-weighted pooling).
+# weight in the appearance check's mask-weighted pooling). The tracker also gives it to the frame
+# outside a pasted crop: the one "certainly background" logit.
 OUTSIDE_REGION_LOGIT = -30.0
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
