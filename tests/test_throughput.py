@@ -573,6 +573,36 @@ def test_fused_traces_run_onednn_groups_match_eager_and_restore_the_switch() -> 
     assert torch.jit.onednn_fusion_enabled() == switch
 
 
+def test_search_outputs_do_not_depend_on_the_memory_format_of_the_input() -> None:
+    """The engine hands the network NCHW-contiguous input (its per-channel normalisation is ~8x
+    slower on channels_last on a CPU) and the FPN upsamples in channels_last; either layout of the
+    same crop gives the same outputs, eager and traced."""
+    import torch
+
+    from vosctl.engine import TRACE_AFTER_USES, Engine
+    from vosctl.model.network import NetworkConfig, SiamDMN
+
+    torch.manual_seed(0)
+    model = SiamDMN(NetworkConfig(template_size=64, search_size=128, mask_stride=2, presence_head=True)).eval()
+    traced = Engine(model, device="cpu", precision="fp32")
+    eager = Engine(model, device="cpu", precision="fp32", trace=False)
+    template, masks, search, prior, bias = _random_inputs(traced, 1, 128, seed=3)
+    tensor = traced._images_to_tensor(search)
+    assert tensor.dtype == torch.float32 and tensor.is_contiguous()
+    layouts = (tensor, tensor.contiguous(memory_format=torch.channels_last))
+    assert not layouts[1].is_contiguous()
+    reference = eager.search(search, eager.embed(template, masks), prior, bias)
+    for engine in (traced, eager):
+        embedding = engine.embed(template, masks)
+        prior_t, bias_t = engine.prior_and_bias(prior, bias)
+        for _ in range(TRACE_AFTER_USES + 1):  # the traced engine's last calls run its trace
+            for layout in layouts:
+                result = engine.search_tensors(layout, embedding, prior_t, bias_t)
+                np.testing.assert_allclose(result.mask_logits, reference.mask_logits, rtol=1e-4, atol=1e-3)
+                np.testing.assert_allclose(result.presence, reference.presence, atol=1e-4)
+    assert traced._traces.traces
+
+
 def test_tracker_gives_the_same_masks_traced_or_eager() -> None:
     from vosctl import Segmenter
 

@@ -368,7 +368,10 @@ class Engine:
 
     def _images_to_tensor(self, images: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(images).to(self.torch_device, non_blocking=True)
-        return tensor.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
+        # NCHW-contiguous, in the one copy that makes it float: the model's first step (subtract the
+        # mean, divide by the std per channel) runs ~8x slower on a channels_last tensor on the CPU
+        # (0.6 vs 0.08 ms at 288 px), and the convolutions after it are as fast either way (round 15).
+        return tensor.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
 
     def embed(self, crops: np.ndarray, masks: np.ndarray) -> TemplateEmbedding:
         """crops: (N, T, T, 3) uint8; masks: (N, T, T) float32 0..1 -> the objects' template embedding.

@@ -276,6 +276,9 @@ class SiamDMN(nn.Module):
         # FPN: stride 16 -> 8 -> 4.
         p16 = self.lateral16(torch.cat([s16, response], 1))
         p8 = self.smooth8(self.lateral8(f8) + F.interpolate(p16, size=f8.shape[-2:], mode="nearest"))
+        # channels_last for the upsampling: a fused trace hands p8 over as NCHW, where bilinear
+        # upsampling of 64 channels takes ~4x longer on the CPU (0.57 vs 0.14 ms); a no-op elsewhere.
+        p8 = p8.contiguous(memory_format=torch.channels_last)
         p4 = self.lateral4(f4) + F.interpolate(p8, size=f4.shape[-2:], mode="bilinear", align_corners=False)
         if cfg.use_prior:
             p4 = torch.cat([p4, prior4], 1)
