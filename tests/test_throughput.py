@@ -213,6 +213,33 @@ def test_window_paste_equals_frame_paste() -> None:
             assert diff.max() <= 1 / 32 and diff.mean() < 1e-3
 
 
+def test_grid_matrix_pastes_the_mask_grid_where_its_canvas_upsampling_would_go() -> None:
+    """One bilinear resampling of the stride-2 grid lands where upsampling it to the canvas
+    (``F.interpolate``, as training saw the logits) and pasting that would put it: on a linear ramp
+    both are exact, so they agree away from the borders; a half-pixel slip would shift the ramp."""
+    import torch
+    import torch.nn.functional as F
+
+    from vosctl.geometry import grid_matrix
+
+    ys, xs = np.mgrid[:24, :32].astype(np.float32)
+    grid = 3.0 * xs - 2.0 * ys  # a (24, 32) map on the grid of a (48, 64) canvas
+    canvas = F.interpolate(torch.from_numpy(grid)[None, None], size=(48, 64), mode="bilinear", align_corners=False)
+    canvas = canvas[0, 0].numpy()
+    matrix = np.array([[0.7, 0.0, -20.0], [0.0, 0.7, -9.0]])  # frame -> canvas
+    via_canvas = paste_crop(canvas, matrix, 120, 90)
+    once = paste_crop(grid, grid_matrix(matrix, 0.5), 120, 90)
+    # Frame pixels whose canvas position is at least 2 px inside its edges (where both are linear).
+    inverse = cv2.invertAffineTransform(matrix)
+    x0, y0 = (inverse @ np.array([2.0, 2.0, 1.0])).round().astype(int) + 1
+    x1, y1 = (inverse @ np.array([61.0, 45.0, 1.0])).round().astype(int) - 1
+    np.testing.assert_allclose(once[y0:y1, x0:x1], via_canvas[y0:y1, x0:x1], atol=1e-3)
+    # And the ramp's value there is the grid coordinate of the frame pixel: g = (u + 0.5) / 2 - 0.5.
+    u = 0.7 * x0 - 20.0
+    assert abs(once[y0, x0] - (3.0 * ((u + 0.5) / 2 - 0.5) - 2.0 * ((0.7 * y0 - 9.0 + 0.5) / 2 - 0.5))) < 1e-3
+    assert np.allclose(grid_matrix(matrix, 1.0), matrix)
+
+
 def test_local_mask_crop_equals_frame_crop() -> None:
     mask = np.zeros((240, 320), bool)
     mask[40:90, 200:260] = True
@@ -521,8 +548,10 @@ def test_traced_engine_keeps_a_trace_per_mask_region() -> None:
             b = eager.search(search, emb_e, prior, bias, region)
             np.testing.assert_allclose(a.mask_logits, b.mask_logits, rtol=1e-4, atol=1e-3)
             np.testing.assert_allclose(a.presence, b.presence, atol=1e-4)
-            if region is not None:  # outside it: the background logit (beyond a 2 px bilinear seam)
-                assert a.mask_logits[:, : 4 * 4 - 2].max() < -20 and a.mask_logits[:, :, 4 * 26 + 2 :].max() < -20
+            assert a.mask_logits.shape == (2, 64, 64)  # the stride-2 mask grid of the 128 px canvas
+            if region is not None:  # outside it (2 grid cells a region cell): the background logit
+                assert a.mask_logits[:, : 2 * 4].max() < -20 and a.mask_logits[:, :, 2 * 26 :].max() < -20
+                assert a.mask_logits[:, 2 * 4 : 2 * 28, 2 * 6 : 2 * 26].max() > -20
     assert len(traced._traces) == 2
 
 

@@ -269,16 +269,19 @@ def test_a_region_run_is_redone_on_the_whole_canvas_when_in_doubt(segmenter) -> 
     from vosctl.engine import SearchResult
     from vosctl.tracker import REGION_MIN_PRESENCE
 
-    region = (12, 60, 12, 60)  # stride-4 cells of a 288 px canvas: pixels 48..240
+    region = (12, 60, 12, 60)  # stride-4 cells of a 288 px canvas: pixels 48..240, cells 24..120 of its mask grid
 
     def result(presence: float, rows: slice, cols: slice) -> SearchResult:
-        logits = np.full((1, 288, 288), -30.0, np.float32)
+        logits = np.full((1, 144, 144), -30.0, np.float32)  # the engine's stride-2 mask grid
         logits[0, rows, cols] = 2.2  # probability 0.9
         one = np.ones(1, np.float32)
         return SearchResult(mask_logits=logits, peak=one, similarity=one, presence=np.float32([presence]))
 
-    inside = (slice(100, 180), slice(100, 180))
-    assert not segmenter._region_result_doubtful(result(0.99, *inside), region)
-    assert segmenter._region_result_doubtful(result(REGION_MIN_PRESENCE - 0.01, *inside), region)
-    assert segmenter._region_result_doubtful(result(0.99, slice(100, 180), slice(50, 120)), region)  # left edge
-    assert segmenter._region_result_doubtful(result(0.99, slice(230, 240), slice(100, 180)), region)  # bottom edge
+    inside = (slice(50, 90), slice(50, 90))
+    assert not segmenter._region_result_doubtful(result(0.99, *inside), region, 2)
+    assert segmenter._region_result_doubtful(result(REGION_MIN_PRESENCE - 0.01, *inside), region, 2)
+    assert segmenter._region_result_doubtful(result(0.99, slice(50, 90), slice(25, 60)), region, 2)  # left edge
+    assert segmenter._region_result_doubtful(result(0.99, slice(115, 120), slice(50, 90)), region, 2)  # bottom edge
+    # The band is 3 region cells whatever the grid: 6 grid cells here, so cell 31 is clear of the left one.
+    assert not segmenter._region_result_doubtful(result(0.99, slice(50, 90), slice(31, 60)), region, 2)
+    assert segmenter._region_result_doubtful(result(0.99, slice(50, 90), slice(31, 60)), region, 4)

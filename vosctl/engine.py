@@ -142,9 +142,10 @@ _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 class SearchResult:
     """Per-object outputs of one batched search forward, on the host, in crop coordinates."""
 
-    # (N, H, W) float32 mask logits over the search canvas. Logits, not probabilities: the tracker
-    # resamples them crop -> frame and thresholds there, as the network's loss saw them (bilinearly
-    # upsampled logits) and as SAM 2 and Cutie resample theirs.
+    # (N, h, w) float32 mask logits over the search canvas, on the network's mask grid (h = H / the
+    # model's mask_stride; :func:`vosctl.geometry.grid_matrix` maps frame pixels onto it). Logits,
+    # not probabilities, and not upsampled to the canvas: the tracker resamples them once, grid ->
+    # frame, and thresholds there, as SAM 2 resamples its low-resolution logits to the video.
     mask_logits: np.ndarray
     peak: np.ndarray  # (N,) float32 sigmoid of the centre score at the chosen cell
     similarity: np.ndarray  # (N,) float32 cosine of the masked search features to the template
@@ -162,7 +163,8 @@ class SearchGraph(nn.Module):
     What both fast paths compile: TorchScript traces (:class:`Engine`, CPU) and the ONNX export
     (:mod:`vosctl.onnx_engine`). Generic over TemplateEmbedding's fields and over
     ``SearchOutput.extras`` (``presence`` when the network has it), so architecture changes need
-    no edit here. Outputs: mask logits (N, H, W), peak score, similarity and presence (N,).
+    no edit here. Outputs: mask logits on the mask grid (N, H / mask_stride, W / mask_stride), peak
+    score, similarity and presence (N,).
     """
 
     def __init__(self, model: SiamDMN, mask_region: tuple[int, int, int, int] | None = None) -> None:
@@ -173,7 +175,9 @@ class SearchGraph(nn.Module):
 
     def forward(self, search: torch.Tensor, prior: torch.Tensor, score_bias: torch.Tensor, *template: torch.Tensor):
         embedding = TemplateEmbedding(**dict(zip(self.fields, template)))
-        out = self.model.forward_search(search, embedding, prior, score_bias=score_bias, mask_region=self.mask_region)
+        out = self.model.forward_search(
+            search, embedding, prior, score_bias=score_bias, mask_region=self.mask_region, mask_on_grid=True
+        )
         n = search.shape[0]
         rows, cols = out.location[:, 0], out.location[:, 1]
         peak = torch.sigmoid(out.score[torch.arange(n, device=search.device), 0, rows, cols].float())

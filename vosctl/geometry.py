@@ -90,6 +90,18 @@ def paste_crop(
     )
 
 
+def grid_matrix(matrix: np.ndarray, ratio: float) -> np.ndarray:
+    """A frame->canvas matrix -> the frame->grid matrix of a map ``ratio`` times the canvas's size.
+
+    Pixel centres as ``F.interpolate(align_corners=False)`` places them: canvas pixel u lies at grid
+    coordinate (u + 0.5) * ratio - 0.5, so pasting a grid map with this matrix resamples it once,
+    to where upsampling it to the canvas and pasting that would put it.
+    """
+    grid = matrix * ratio
+    grid[:, 2] += 0.5 * ratio - 0.5
+    return grid
+
+
 def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     """Tight box (x, y, w, h) of the non-zero pixels, or None for an empty mask."""
     rows = np.flatnonzero(mask.any(1))
@@ -173,7 +185,8 @@ def reaches_region_edge(
 ) -> bool:
     """Does any mask reach the last ``band`` cells inside a mask region's edge (where it may have been cut)?
 
-    ``mask_logits``: (N, H, W) canvas mask logits from a search run with ``region``; a mask is
+    ``mask_logits``: (N, H, W) mask logits from a search run with ``region``, ``stride`` of their
+    pixels to a region cell (4 on the canvas, 2 on the engine's stride-2 mask grid); a mask is
     where they exceed ``logit_threshold``. Sides that are the canvas's own edge do not count:
     nothing was cut there. ``band`` covers the reach of the mask path's 3x3 convolutions, whose
     zero padding at the region's edge differs from the whole-canvas run.
@@ -203,6 +216,7 @@ def region_run_doubtful(
     region: tuple[int, int, int, int],
     logit_threshold: float,
     presence_floor: float,
+    stride: int = 4,
 ) -> bool:
     """Must a search run with a mask ``region`` run again on the whole canvas?
 
@@ -210,11 +224,11 @@ def region_run_doubtful(
     background outside it from the mask-weighted appearance check that feeds the presence; near
     the lost / found / memory thresholds that difference decides), and yes when a mask reaches
     the region's edge (:func:`reaches_region_edge`: it may have been cut). A run that is kept holds
-    only confident objects, well inside the region.
+    only confident objects, well inside the region. ``stride``: as in :func:`reaches_region_edge`.
     """
     if len(presence) and float(np.min(presence)) < presence_floor:
         return True
-    return reaches_region_edge(mask_logits, region, logit_threshold)
+    return reaches_region_edge(mask_logits, region, logit_threshold, stride=stride)
 
 
 class LocalMask:

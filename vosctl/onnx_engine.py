@@ -36,7 +36,7 @@ from torch import nn
 from vosctl.engine import Engine, SearchGraph, SearchResult, template_fields
 from vosctl.model.network import SiamDMN, TemplateEmbedding
 
-EXPORT_VERSION = 3  # bump when SearchGraph's inputs, outputs or post-processing change
+EXPORT_VERSION = 4  # bump when SearchGraph's inputs, outputs or post-processing change
 OUTPUTS = ("mask_logits", "peak", "similarity", "presence")
 
 

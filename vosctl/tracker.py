@@ -46,6 +46,7 @@ from vosctl.geometry import (
     crop_image,
     crop_matrix,
     crop_torch,
+    grid_matrix,
     mask_box,
     mask_region,
     paste_crop,
@@ -403,7 +404,8 @@ class Segmenter:
         the other objects' canvases: that would cost every object the lost one's price and change
         the context the tracked ones are seen in. Returns the engine's
         :class:`~vosctl.engine.SearchResult` (``mask_logits[i]``: object i's mask logits over its
-        own canvas) and the frame->canvas affine matrix of each object.
+        own canvas, on the network's mask grid) and for each object the affine matrix from the frame
+        to those logits (:func:`~vosctl.geometry.grid_matrix`), which is what pastes them.
         """
         objects = state.objects
         scales = [self.search_size / self._window_side(state, obj) for obj in objects]
@@ -496,17 +498,24 @@ class Segmenter:
             crops, prior_in, bias_in, forward = search, prior, bias, self.engine.search
         region = self._mask_region(state, members, matrices, (in_h, in_w), box_prompt)
         result = forward(crops, templates, prior_in, bias_in, region)
-        if region is not None and self._region_result_doubtful(result, region):
+        # The engine's mask logits lie on the network's mask grid, a fraction of the canvas.
+        ratio = result.mask_logits.shape[1] / in_h
+        if region is not None and self._region_result_doubtful(result, region, round(4 * ratio)):
             result = forward(crops, templates, prior_in, bias_in, None)  # same crops, whole canvas
+        if ratio != 1.0:  # paste the grid itself: one bilinear resampling, grid -> frame
+            matrices = [grid_matrix(matrix, ratio) for matrix in matrices]
         return result, matrices
 
-    def _region_result_doubtful(self, result: SearchResult, region: tuple[int, int, int, int]) -> bool:
-        """Run this region search again on the whole canvas? (:func:`vosctl.geometry.region_run_doubtful`)"""
+    def _region_result_doubtful(self, result: SearchResult, region: tuple[int, int, int, int], stride: int) -> bool:
+        """Run this region search again on the whole canvas? (:func:`vosctl.geometry.region_run_doubtful`;
+        ``stride``: mask-logit pixels per region cell)"""
         cfg = self.config
         # Above every presence threshold in use, also when a user raised them.
         presence, memory = cfg.presence, cfg.memory
         floor = max(REGION_MIN_PRESENCE, presence.found_presence, presence.lost_presence, memory.min_confidence)
-        return region_run_doubtful(result.presence, result.mask_logits, region, cfg.mask_logit_threshold, floor)
+        return region_run_doubtful(
+            result.presence, result.mask_logits, region, cfg.mask_logit_threshold, floor, stride=stride
+        )
 
     def _mask_region(
         self,

@@ -138,7 +138,9 @@ class TemplateEmbedding:
 @dataclass
 class SearchOutput:
     score: torch.Tensor  # (N, 1, S, S) logits: object centre on the stride-16 grid
-    mask_logits: torch.Tensor  # (N, 1, search_size, search_size)
+    # (N, 1, search_size, search_size); with forward_search(mask_on_grid=True) the network's own mask
+    # grid instead: (N, 1, search_size / mask_stride, search_size / mask_stride).
+    mask_logits: torch.Tensor
     location: torch.Tensor  # (N, 2) long (row, col) of the cell whose dynamic kernel made the mask
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -241,6 +243,7 @@ class SiamDMN(nn.Module):
         location: torch.Tensor | None = None,
         score_bias: torch.Tensor | None = None,
         mask_region: tuple[int, int, int, int] | None = None,
+        mask_on_grid: bool = False,
     ) -> SearchOutput:
         """Run the search branch for N objects at once.
 
@@ -254,6 +257,9 @@ class SiamDMN(nn.Module):
         other cell of the mask is background (``OUTSIDE_REGION_LOGIT``). None: the whole crop. The
         tracker passes one when every object's previous mask, with a margin, lies inside it
         (:func:`vosctl.geometry.mask_region`); scores, kernels and presence are computed as always.
+        mask_on_grid: return the mask logits on the mask grid (stride ``mask_stride`` of the crop)
+        instead of bilinearly upsampled to the crop. Training's loss uses the crop-sized logits; the
+        tracker takes the grid and resamples it once, straight to the frame.
         """
         cfg = self.config
         n = search.shape[0]
@@ -311,7 +317,10 @@ class SiamDMN(nn.Module):
             mask_small = self.dynamic_mask(mask_features, kernel_params, location, origin=(top, left))
             pad = (left, grid_w * per_cell - right, top, grid_h * per_cell - bottom)
             mask_small = F.pad(mask_small, pad, value=OUTSIDE_REGION_LOGIT)
-        mask_logits = F.interpolate(mask_small, size=search.shape[-2:], mode="bilinear", align_corners=False)
+        if mask_on_grid:
+            mask_logits = mask_small
+        else:
+            mask_logits = F.interpolate(mask_small, size=search.shape[-2:], mode="bilinear", align_corners=False)
         # Appearance check: does what the mask covers look like the template's object?
         weight = F.adaptive_avg_pool2d(torch.sigmoid(mask_small.float()), s16.shape[-2:]).to(s16.dtype)
         pooled = (s16 * weight).sum((2, 3)) / weight.sum((2, 3)).clamp_min(1e-3)
