@@ -568,12 +568,15 @@ class Segmenter:
     def _paste_windows(
         self, state: TrackState, mask_logits: np.ndarray | list[np.ndarray], matrices: list[np.ndarray]
     ) -> tuple[list[Window], list[np.ndarray]]:
-        """Crop-space mask logits -> each object's logits over its window of the frame only.
+        """Mask logits on each object's canvas grid -> its logits over its window of the frame only.
 
-        The logits are resampled (bilinear), not probabilities: the network's mask loss saw
-        bilinearly upsampled logits, so the threshold's crossing falls where it was trained to, and
-        SAM 2 and Cutie resample theirs the same way. On the 24 DAVIS training sequences this
-        gave J&F +0.0003 / +0.0013 (two replicates) over pasting probabilities (round 14).
+        Logits are resampled (bilinear), not probabilities: the network's mask loss saw bilinearly
+        upsampled logits, so the threshold's crossing falls where it was trained to, and SAM 2 and
+        Cutie resample theirs the same way (round 14: J&F +0.0003 / +0.0013 on the 24 DAVIS
+        training sequences over pasting probabilities). ``matrices`` map the frame onto the grid
+        the logits lie on (:func:`~vosctl.geometry.grid_matrix`), so the network's stride-2 grid is
+        resampled once, straight to the frame (round 15: training J&F +0.0019, F +0.0043 over
+        upsampling it to the canvas first and resampling that).
         """
         windows, logits = [], []
         for i, matrix in enumerate(matrices):
