@@ -137,12 +137,16 @@ def canvas_window(
     return x0, y0, x1, y1
 
 
+# Canvas pixels per cell of a mask region: the network's stride-4 grid, where its mask path starts.
+REGION_CELL = 4
+
+
 def mask_region(
     canvas: tuple[int, int],
     boxes: list[tuple[float, float, float, float] | None],
     fraction: float,
     margin: float,
-    stride: int = 4,
+    stride: int = REGION_CELL,
 ) -> tuple[int, int, int, int] | None:
     """Where the network's mask path must run on a canvas this frame, or None for all of it.
 
@@ -181,14 +185,14 @@ def reaches_region_edge(
     region: tuple[int, int, int, int],
     logit_threshold: float,
     band: int = 3,
-    stride: int = 4,
+    stride: int = REGION_CELL,
 ) -> bool:
     """Does any mask reach the last ``band`` cells inside a mask region's edge (where it may have been cut)?
 
     ``mask_logits``: (N, H, W) mask logits from a search run with ``region``, ``stride`` of their
-    pixels to a region cell (4 on the canvas, 2 on the engine's stride-2 mask grid); a mask is
-    where they exceed ``logit_threshold``. Sides that are the canvas's own edge do not count:
-    nothing was cut there. ``band`` covers the reach of the mask path's 3x3 convolutions, whose
+    pixels to a region cell (``REGION_CELL`` on the canvas, half that on the engine's stride-2 mask
+    grid); a mask is where they exceed ``logit_threshold``. Sides that are the canvas's own edge do
+    not count: nothing was cut there. ``band`` covers the reach of the mask path's 3x3 convolutions, whose
     zero padding at the region's edge differs from the whole-canvas run.
     """
     top, bottom, left, right = (v * stride for v in region)
@@ -216,7 +220,7 @@ def region_run_doubtful(
     region: tuple[int, int, int, int],
     logit_threshold: float,
     presence_floor: float,
-    stride: int = 4,
+    stride: int = REGION_CELL,
 ) -> bool:
     """Must a search run with a mask ``region`` run again on the whole canvas?
 

@@ -41,6 +41,7 @@ from vosctl.engine import Engine, SearchResult
 from vosctl.errors import InputError, require
 from vosctl.geometry import (
     PAD_COLOUR,
+    REGION_CELL,
     LocalMask,
     canvas_window,
     crop_image,
@@ -500,7 +501,7 @@ class Segmenter:
         result = forward(crops, templates, prior_in, bias_in, region)
         # The engine's mask logits lie on the network's mask grid, a fraction of the canvas.
         ratio = result.mask_logits.shape[1] / in_h
-        if region is not None and self._region_result_doubtful(result, region, round(4 * ratio)):
+        if region is not None and self._region_result_doubtful(result, region, round(REGION_CELL * ratio)):
             result = forward(crops, templates, prior_in, bias_in, None)  # same crops, whole canvas
         if ratio != 1.0:  # paste the grid itself: one bilinear resampling, grid -> frame
             matrices = [grid_matrix(matrix, ratio) for matrix in matrices]
