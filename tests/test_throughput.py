@@ -632,6 +632,34 @@ def test_search_outputs_do_not_depend_on_the_memory_format_of_the_input() -> Non
     assert traced._traces.traces
 
 
+def test_one_layout_policy_for_the_crops_of_every_path() -> None:
+    """input_memory_format picks the crops' layout (NCHW on the CPU, channels_last on CUDA), and both
+    paths that make crops follow the engine's choice: the CPU engine's uint8 conversion and the
+    tracker's on-device crops (run here on CPU tensors, with the engine's choice switched)."""
+    import torch
+
+    from vosctl import Segmenter
+    from vosctl.engine import input_memory_format
+    from vosctl.geometry import crop_matrix
+    from vosctl.model.network import NetworkConfig, SiamDMN
+
+    assert input_memory_format(torch.device("cpu")) == torch.contiguous_format
+    assert input_memory_format(torch.device("cuda")) == torch.channels_last
+    model = SiamDMN(NetworkConfig(template_size=64, search_size=128, mask_stride=2, presence_head=True)).eval()
+    segmenter = Segmenter(model, device="cpu")
+    engine = segmenter.engine
+    crops = np.zeros((2, 128, 128, 3), np.uint8)
+    assert engine.input_format == torch.contiguous_format and engine._images_to_tensor(crops).is_contiguous()
+    frame = torch.zeros(3, 120, 160)
+    matrices = [crop_matrix(80.0, 60.0, 100.0, 128), crop_matrix(40.0, 30.0, 60.0, 128)]
+    prior, bias = np.zeros((2, 128, 128), np.uint8), np.zeros(2, np.float32)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        engine.input_format = layout
+        search = segmenter._device_inputs(frame, matrices, (128, 128), prior, bias)[0]
+        assert search.shape == (2, 3, 128, 128) and search.is_contiguous(memory_format=layout)
+        assert layout == torch.contiguous_format or not search.is_contiguous()
+
+
 def test_tracker_gives_the_same_masks_traced_or_eager() -> None:
     from vosctl import Segmenter
 

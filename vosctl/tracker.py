@@ -552,10 +552,8 @@ class Segmenter:
 
     def _device_inputs(self, frame, matrices, size, prior, bias):
         """CUDA: the crops made on the GPU from the uploaded frame, with the prior and bias on the device."""
-        import torch
-
-        search = crop_torch(frame, np.stack(matrices), size, PAD_COLOUR).contiguous(memory_format=torch.channels_last)
-        return (search, *self.engine.prior_and_bias(prior, bias))
+        search = crop_torch(frame, np.stack(matrices), size, PAD_COLOUR)
+        return (search.contiguous(memory_format=self.engine.input_format), *self.engine.prior_and_bias(prior, bias))
 
     def _scratch(self, state: TrackState, name: str, index: int, shape: tuple[int, int], dtype) -> np.ndarray:
         """A reused window-sized array (grown when a window is bigger than any before)."""
