@@ -11,10 +11,11 @@ half the ``loader_workers``.
 1. Unpack PACKED (``pack_training_data.py``'s output; held-out sequences were never packed).
 2. Point the config's data at it and its run folder at OUT/run (epoch exports land there, so a run
    cut off by the call's limit still returns its last model.pt).
-3. Calibrate: train to the end of warm-up (whose learning rate does not depend on the total number
-   of steps) and time the steps between the two logs inside it.
-4. Set ``steps`` so the run ends inside the budget and resume to the end: bit for bit the run a
-   config with that many steps would have made (``run/config.json`` records it).
+3. Train with a deadline: at the end of the warm-up (whose learning rate does not depend on the
+   total number of steps) the run times the warm-up's second half and sets ``steps`` so that it ends
+   inside the budget, ``--margin-s`` before it (``train(deadline=...)``). Bit for bit the run a
+   config with that many steps would have made (``run/config.json`` records it), in one process.
+   The config's ``steps`` is the most it will take.
 """
 
 from __future__ import annotations
@@ -28,10 +29,6 @@ import time
 from pathlib import Path
 
 START = time.monotonic()
-
-
-def train_events(log: Path) -> list[dict]:
-    return [e for e in map(json.loads, log.read_text().splitlines()) if e.get("event") == "train"]
 
 
 def main() -> None:
@@ -62,24 +59,14 @@ def main() -> None:
         run_dir=str(args.out / "run"),
         **json.loads(args.override),
     )
-    if cfg.warmup_steps < 100 or cfg.warmup_steps % 50:
-        sys.exit("calibration needs warmup_steps >= 100, a multiple of the 50-step log")
+    if cfg.warmup_steps < 20:
+        sys.exit("calibration times the warm-up's second half: it needs warmup_steps >= 20")
     print(f"unpacked in {time.monotonic() - START:.0f} s", flush=True)
 
-    started = time.monotonic()
-    train(cfg, device=args.device, resume=False, stop_at=cfg.warmup_steps)
-    events = train_events(Path(cfg.run_dir) / "log.jsonl")
-    (a, b) = events[-2], events[-1]
-    seconds_per_step = (b["time"] - a["time"]) / (b["step"] - a["step"])
-    setup = (time.monotonic() - started) - cfg.warmup_steps * seconds_per_step
-    left = args.budget_s - (time.monotonic() - START) - setup - args.margin_s
-    steps = cfg.warmup_steps + max(0, int(left / seconds_per_step))
-    print(
-        f"calibration: {seconds_per_step * 1000:.1f} ms/step, setup {setup:.0f} s, {left:.0f} s left -> {steps} steps",
-        flush=True,
-    )
-    train(dataclasses.replace(cfg, steps=steps), device=args.device, resume=True)
-    print(f"done in {time.monotonic() - START:.0f} s", flush=True)
+    deadline = START + args.budget_s - args.margin_s
+    train(cfg, device=args.device, resume=False, deadline=deadline)
+    steps = json.loads((Path(cfg.run_dir) / "config.json").read_text())["steps"]
+    print(f"done in {time.monotonic() - START:.0f} s: {steps} steps", flush=True)
 
 
 if __name__ == "__main__":

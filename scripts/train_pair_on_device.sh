@@ -20,7 +20,7 @@ names=()
 for config in "$1" "$2"; do
   name=$(basename "$config" .json); names+=("$name")
   timeout $(( B + 15 )) python3 scripts/train_on_device.py "$config" "$PACKED" "/tmp/$name" --budget-s $B \
-    --margin-s 30 --unpacked /tmp/d --device cuda > "/tmp/$name.log" 2>&1 &
+    --margin-s 20 --unpacked /tmp/d --device cuda > "/tmp/$name.log" 2>&1 &
 done
 wait
 echo "both ended at $(( $(date +%s) - T0 )) s"

@@ -211,6 +211,63 @@ def test_training_is_seeded_and_resumes_exactly(tmp_path: Path) -> None:
     assert not torch.equal(averaged.state_dict()[key].float(), raw.state_dict()[key].float())
 
 
+def test_steps_within_budget_fits_the_time_left_between_the_warmup_and_the_config() -> None:
+    from vosctl.train.loop import steps_within_budget
+
+    assert steps_within_budget(100, 6000, 0.1, 300.0) == 3100
+    assert steps_within_budget(100, 2000, 0.1, 300.0) == 2000  # the config's steps are the most
+    assert steps_within_budget(100, 6000, 0.1, -5.0) == 100  # late: the warm-up already done, no more
+    assert steps_within_budget(100, 6000, 0.0, 1.0) == 6000
+
+
+def test_a_deadline_sets_the_steps_at_the_end_of_the_warmup_exactly_as_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run given a deadline times its warm-up's second half, then takes the steps that fit; it is bit
+    for bit the run configured with those steps: the cosine after the warm-up follows the new count."""
+    import json
+    import time
+
+    from vosctl.train import loop
+    from vosctl.train.loop import TrainConfig, train
+
+    def config(run: str, steps: int) -> TrainConfig:
+        return TrainConfig(
+            run_dir=str(tmp_path / run),
+            source_weights=(0.0, 0.0, 1.0),
+            batch_size=2,
+            steps=steps,
+            epoch_steps=100,
+            warmup_steps=4,
+            bf16=False,
+            network={"template_size": 64, "search_size": 128},
+            ema_decay=0.9,
+        )
+
+    def last(run: str) -> dict:
+        return torch.load(tmp_path / run / "last.pt", weights_only=False)
+
+    def calibrated(run: str) -> list[int]:
+        events = [json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        return [e["steps"] for e in events if e["event"] == "calibrated"]
+
+    # A deadline already past: nothing fits after the warm-up, so the run stops there.
+    train(config("late", 40), device="cpu", resume=False, deadline=time.monotonic())
+    assert calibrated("late") == [4] and last("late")["step"] == 4
+    assert json.loads((tmp_path / "late" / "config.json").read_text())["steps"] == 4
+    # The timing decides 7 steps (fixed here: timings are not for tests); 3 follow the warm-up.
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "steps_within_budget", lambda *args: 7)
+        train(config("cut", 40), device="cpu", resume=False, deadline=time.monotonic() + 3600)
+    train(config("seven", 7), device="cpu", resume=False)
+    assert calibrated("cut") == [7]
+    cut, seven = last("cut"), last("seven")
+    assert cut["step"] == seven["step"] == 7
+    for part in ("model", "ema"):
+        for key, value in seven[part].items():
+            assert torch.equal(value, cut[part][key]), (part, key)
+
+
 def test_corrupt_prior_makes_tracker_like_errors() -> None:
     """Prior corruption removes part of the object, drops a detached part, or adds a blob; never a no-op on average."""
     import cv2

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,6 +158,15 @@ def _fixed_bn_layers(model: SiamDMN, neck: bool = False) -> list[torch.nn.BatchN
         if isinstance(module, torch.nn.BatchNorm2d)
         and (id(module) in fixed or not any(p.requires_grad for p in module.parameters()))
     ]
+
+
+def steps_within_budget(warmup_steps: int, max_steps: int, seconds_per_step: float, seconds_left: float) -> int:
+    """How many steps in all a run can take when ``seconds_left`` remain at the end of its warm-up.
+
+    Never fewer than the warm-up already done, never more than the config's ``max_steps``.
+    """
+    fit = warmup_steps + int(max(0.0, seconds_left) / max(seconds_per_step, 1e-9))
+    return max(warmup_steps, min(max_steps, fit))
 
 
 def _lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -367,8 +376,22 @@ def pair_config_for(network: NetworkConfig, pairs: dict[str, Any]) -> PairConfig
     )
 
 
-def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: int | None = None) -> Path:
-    """Train (or resume) until ``cfg.steps``, or stop early at step ``stop_at`` (same schedule)."""
+def train(
+    cfg: TrainConfig,
+    device: str = "auto",
+    resume: bool = True,
+    stop_at: int | None = None,
+    deadline: float | None = None,
+) -> Path:
+    """Train (or resume) until ``cfg.steps``, or stop early at step ``stop_at`` (same schedule).
+
+    ``deadline`` (a ``time.monotonic()`` instant by which the last step must be done; the caller
+    keeps the last export's few seconds free): at the end of the warm-up, whose learning rate does
+    not depend on the number of steps, the run times the warm-up's second half and cuts
+    ``cfg.steps`` to what fits before the deadline (``steps_within_budget``; ``config.json`` records
+    it). The result is bit for bit the run a config with that many steps makes, in one process: no
+    second set-up, which a stop-and-resume calibration pays.
+    """
     torch_device = _select_device(device)
     torch.manual_seed(cfg.seed)
     run_dir = Path(cfg.run_dir)
@@ -462,7 +485,10 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
         save_checkpoint(averaged, run_dir / "model.pt", {**metadata, "weights": f"EMA {cfg.ema_decay}"})
 
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+    # Built up to cfg.steps even when a deadline may cut the run: a batch depends only on its step.
     batches = _batch_stream(make_batch, step, end, cfg.loader_workers, pin_memory=torch_device.type == "cuda")
+    calibrate_by = deadline if step < cfg.warmup_steps else None  # a resumed run keeps its steps
+    half_warmup = (cfg.warmup_steps // 2, 0.0)  # (step, time) where the timed half of the warm-up starts
     last_save = time.monotonic()
     window: list[dict[str, float]] = []
     t_epoch = time.monotonic()
@@ -487,6 +513,18 @@ def train(cfg: TrainConfig, device: str = "auto", resume: bool = True, stop_at: 
         if ema is not None:
             ema.update(model)
         step += 1
+        if calibrate_by is not None and step == half_warmup[0]:
+            half_warmup = (step, time.monotonic())
+        if calibrate_by is not None and step == cfg.warmup_steps:
+            # The second half of the warm-up: past the first steps' one-off costs (kernel
+            # selection, batch builders starting), as representative as the run gets this early.
+            seconds_per_step = (time.monotonic() - half_warmup[1]) / max(1, step - half_warmup[0])
+            steps = steps_within_budget(cfg.warmup_steps, cfg.steps, seconds_per_step, calibrate_by - time.monotonic())
+            calibrate_by = None
+            cfg = replace(cfg, steps=steps)
+            end = steps if stop_at is None else min(steps, stop_at)
+            (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+            log({"event": "calibrated", "step": step, "ms_per_step": round(1000 * seconds_per_step, 1), "steps": steps})
         window.append({**stats, "data_wait_ms": 1000 * waited})
         if step % 50 == 0:
             mean = {k: round(float(np.nanmean([w[k] for w in window])), 4) for k in window[0]}
