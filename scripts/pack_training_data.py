@@ -2,12 +2,13 @@
 """Pack the training data compactly for a remote (GPU) machine that only receives a small upload.
 
     python scripts/pack_training_data.py DAVIS_ROOT DUTS_ROOT DEST --exclude bear,car-turn,... \\
-        [--crf 22] [--static-bytes 24000000] [--static-crf 23]
+        [--crf 22] [--static-bytes 24000000 | --upload-mib 62] [--static-crf 23]
 
 DEST/davis/videos/<seq>.mp4           training sequences only (H.264, CRF --crf, from the JPEGs)
 DEST/davis/Annotations/480p/<seq>/    the masks as 1-bit PNGs (lossless)
 DEST/davis/ImageSets/2016/train.txt   the packed sequence names
-DEST/duts/images.mp4, sizes.txt, masks/   the first DUTS images up to --static-bytes (H.264 4:4:4)
+DEST/duts/images.mp4, sizes.txt, masks/   the first DUTS images up to --static-bytes (H.264 4:4:4),
+                                         or up to what --upload-mib leaves after the tracked files
 
 Held-out sequences (--exclude) are never packed, so they cannot reach a training run there.
 ``scripts/unpack_training_data.py`` restores the layouts ``vosctl train`` reads (cv2 only).
@@ -16,6 +17,7 @@ Held-out sequences (--exclude) are never packed, so they cannot reach a training
 from __future__ import annotations
 
 import argparse
+import subprocess
 from pathlib import Path
 
 import av
@@ -23,6 +25,8 @@ import cv2
 import numpy as np
 
 from vosctl.train.data import fit_within
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def pack_davis(root: Path, dest: Path, exclude: set[str], crf: int) -> list[str]:
@@ -90,6 +94,34 @@ def pack_static(root: Path, dest: Path, budget: int, crf: int, side: int = 400) 
     return len(lines)
 
 
+SLACK_BYTES = 1 << 20  # the file lists, folders and what the repository gains before the call
+
+
+def tracked_bytes(repository: Path) -> int:
+    """Bytes of the repository's tracked files: they travel to the device machine with the data."""
+    try:
+        listing = subprocess.run(["git", "ls-files", "-z"], cwd=repository, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise SystemExit(f"error: cannot list the tracked files of {repository} with git: {error}") from error
+    return sum((repository / name).stat().st_size for name in listing.decode().split("\0") if name)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def static_budget(upload_bytes: int, tracked: int, davis: int, slack: int = SLACK_BYTES) -> int:
+    """What the DUTS images may take so that the tracked files and all the data fit in one upload."""
+    budget = upload_bytes - tracked - davis - slack
+    if budget <= 0:
+        raise SystemExit(
+            f"error: nothing left for the static images: the upload holds {upload_bytes / 2**20:.1f} MiB, "
+            f"the tracked files take {tracked / 2**20:.1f} and the sequences {davis / 2**20:.1f} "
+            "(raise --crf to pack the sequences smaller)"
+        )
+    return budget
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("davis_root", type=Path)
@@ -99,10 +131,24 @@ def main() -> None:
     parser.add_argument("--crf", type=int, default=22)
     parser.add_argument("--static-bytes", type=int, default=24_000_000)
     parser.add_argument("--static-crf", type=int, default=23)
+    parser.add_argument(
+        "--upload-mib",
+        type=float,
+        help="fill what this upload (e.g. 64, the device tool's) leaves after this repository's tracked "
+        "files and the sequences with static images, instead of --static-bytes",
+    )
     args = parser.parse_args()
     kept = pack_davis(args.davis_root, args.dest / "davis", set(filter(None, args.exclude.split(","))), args.crf)
-    images = pack_static(args.duts_root, args.dest / "duts", args.static_bytes, args.static_crf)
+    davis = folder_bytes(args.dest / "davis")
+    tracked = tracked_bytes(REPOSITORY)
+    static = args.static_bytes
+    if args.upload_mib is not None:
+        static = static_budget(int(args.upload_mib * 2**20), tracked, davis)
+    images = pack_static(args.duts_root, args.dest / "duts", static, args.static_crf)
+    data = folder_bytes(args.dest)
     print(f"packed {len(kept)} sequences and {images} static images into {args.dest}")
+    mib = [round(x / 2**20, 1) for x in (tracked, data, tracked + data)]
+    print(f"to travel: {mib[0]} MiB of tracked files + {mib[1]} MiB of data = {mib[2]} MiB")
 
 
 if __name__ == "__main__":

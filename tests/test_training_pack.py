@@ -78,3 +78,27 @@ def test_pack_and_unpack_round_trip_without_the_held_out_sequences(tmp_path: Pat
         original = cv2.imread(str(tmp_path / "duts" / "images" / f"{name}.jpg"))
         assert np.abs(image.astype(int) - original).mean() < 8  # and it is that image, not a neighbour
         assert np.array_equal(mask > 0, original_mask > 0)
+
+
+def test_an_upload_limit_leaves_the_static_images_what_the_tracked_files_and_sequences_do_not_take(
+    tmp_path: Path,
+) -> None:
+    import importlib.util
+
+    import pytest
+
+    spec = importlib.util.spec_from_file_location("pack_training_data", ROOT / "scripts" / "pack_training_data.py")
+    pack = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(pack)  # type: ignore[union-attr]
+    mib = 2**20
+    assert pack.static_budget(64 * mib, 18 * mib, 27 * mib, slack=mib) == 18 * mib
+    with pytest.raises(SystemExit, match="nothing left for the static images"):
+        pack.static_budget(64 * mib, 18 * mib, 46 * mib)
+    assert pack.tracked_bytes(ROOT) > 1 * mib  # the shipped models alone are larger
+
+    # Through the command: this repository's tracked files alone exceed a 1 MiB upload.
+    _davis(tmp_path / "davis", {"kept": 3})
+    _duts(tmp_path / "duts", 2)
+    command = [ROOT / "scripts" / "pack_training_data.py", tmp_path / "davis", tmp_path / "duts", tmp_path / "p"]
+    result = subprocess.run([sys.executable, *command, "--upload-mib", "1"], capture_output=True, text=True)
+    assert result.returncode != 0 and "nothing left for the static images" in result.stderr
