@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -167,28 +168,32 @@ def test_bn_fusion_keeps_outputs_and_leaves_original_untouched() -> None:
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def _tiny_run(tmp_path: Path, run: str, steps: int, workers: int = 0, **fields: Any):
+    """A training config small enough for a test: synthetic pairs only, 64/128 px, batch 2."""
+    from vosctl.train.loop import TrainConfig
+
+    defaults: dict[str, Any] = {
+        "source_weights": (0.0, 0.0, 1.0),
+        "batch_size": 2,
+        "epoch_steps": 100,
+        "warmup_steps": 2,
+        "bf16": False,
+        "network": {"template_size": 64, "search_size": 128},
+        "ema_decay": 0.9,
+    }
+    return TrainConfig(run_dir=str(tmp_path / run), steps=steps, loader_workers=workers, **{**defaults, **fields})
+
+
 def test_training_is_seeded_and_resumes_exactly(tmp_path: Path) -> None:
     """Stopping at step 3 and resuming to 5 gives the same weights (and weight average) as 5 steps in one go.
 
     The resumed run takes its batches from DataLoader worker processes, the straight one from the
     background thread: the data of a step must not depend on who builds it.
     """
-    from vosctl.train.loop import TrainConfig, train
+    from vosctl.train.loop import train
 
-    def config(run: str, steps: int, workers: int = 0) -> TrainConfig:
-        return TrainConfig(
-            run_dir=str(tmp_path / run),
-            source_weights=(0.0, 0.0, 1.0),
-            batch_size=2,
-            steps=steps,
-            epoch_steps=100,
-            warmup_steps=2,
-            bf16=False,
-            network={"template_size": 64, "search_size": 128},
-            ema_decay=0.9,
-            pairs={"partial_prior_prob": 0.5},
-            loader_workers=workers,
-        )
+    def config(run: str, steps: int, workers: int = 0):
+        return _tiny_run(tmp_path, run, steps, workers, pairs={"partial_prior_prob": 0.5})
 
     train(config("straight", 5), device="cpu", resume=False)
     train(config("resumed", 5, workers=2), device="cpu", resume=False, stop_at=3)
@@ -229,20 +234,10 @@ def test_a_deadline_sets_the_steps_at_the_end_of_the_warmup_exactly_as_configure
     import time
 
     from vosctl.train import loop
-    from vosctl.train.loop import TrainConfig, train
+    from vosctl.train.loop import train
 
-    def config(run: str, steps: int) -> TrainConfig:
-        return TrainConfig(
-            run_dir=str(tmp_path / run),
-            source_weights=(0.0, 0.0, 1.0),
-            batch_size=2,
-            steps=steps,
-            epoch_steps=100,
-            warmup_steps=4,
-            bf16=False,
-            network={"template_size": 64, "search_size": 128},
-            ema_decay=0.9,
-        )
+    def config(run: str, steps: int):
+        return _tiny_run(tmp_path, run, steps, warmup_steps=4)
 
     def last(run: str) -> dict:
         return torch.load(tmp_path / run / "last.pt", weights_only=False)

@@ -487,7 +487,8 @@ def train(
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
     # Built up to cfg.steps even when a deadline may cut the run: a batch depends only on its step.
     batches = _batch_stream(make_batch, step, end, cfg.loader_workers, pin_memory=torch_device.type == "cuda")
-    calibrate_by = deadline if step < cfg.warmup_steps else None  # a resumed run keeps its steps
+    # A run resumed past the warm-up's first half (or with a warm-up under 2 steps) keeps its steps.
+    calibrate_by = deadline if step < cfg.warmup_steps // 2 else None
     half_warmup = (cfg.warmup_steps // 2, 0.0)  # (step, time) where the timed half of the warm-up starts
     last_save = time.monotonic()
     window: list[dict[str, float]] = []
