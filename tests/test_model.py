@@ -263,6 +263,37 @@ def test_a_deadline_sets_the_steps_at_the_end_of_the_warmup_exactly_as_configure
             assert torch.equal(value, cut[part][key]), (part, key)
 
 
+def test_a_narrower_mask_path_starts_from_the_parents_leading_channels() -> None:
+    """fpn_channels 16 under a 32-channel parent: same-shape tensors copied exactly, narrower ones the
+    parent's leading slices (consistent from layer to layer), new layers left as initialised, and a
+    wider layer refused."""
+    import dataclasses
+
+    from vosctl.train.loop import load_parent_weights
+
+    torch.manual_seed(4)
+    parent_cfg = NetworkConfig(template_size=64, search_size=128, fpn_channels=32, mask_stride=2, presence_head=True)
+    parent = SiamDMN(parent_cfg).state_dict()
+    child = SiamDMN(dataclasses.replace(parent_cfg, fpn_channels=16, fine_prototype=True))
+    new_keys, narrowed = load_parent_weights(child, parent, parent_cfg)
+    state = child.state_dict()
+    assert sorted(new_keys) == ["fine_prototype.bias", "fine_prototype.weight"]
+    assert "lateral8.weight" in narrowed and "mask_tower.0.0.weight" in narrowed
+    assert not any(k.startswith(("backbone.", "neck.", "head.")) for k in narrowed)
+    tower = "mask_tower.0.0.weight"  # input: 16 FPN channels, then the prior (the parent's channel 32)
+    for key, value in state.items():
+        if key in new_keys or key == tower:
+            continue
+        expected = parent[key][tuple(slice(0, n) for n in value.shape)]
+        assert torch.equal(value, expected.to(value.dtype)), key
+    assert state[tower].shape[:2] == (16, 17)
+    assert torch.equal(state[tower][:, :16], parent[tower][:16, :16])
+    assert torch.equal(state[tower][:, 16], parent[tower][:16, 32])
+    wide = SiamDMN(dataclasses.replace(parent_cfg, fpn_channels=48))
+    with pytest.raises(ValueError, match="only the same shape or a narrower one"):
+        load_parent_weights(wide, parent, parent_cfg)
+
+
 def test_corrupt_prior_makes_tracker_like_errors() -> None:
     """Prior corruption removes part of the object, drops a detached part, or adds a blob; never a no-op on average."""
     import cv2

@@ -114,6 +114,14 @@ class NetworkConfig:
     def num_dynamic_params(self) -> int:
         return sum(o * i + o for o, i in self.dynamic_param_shapes())
 
+    @property
+    def concatenated_inputs(self) -> dict[str, tuple[int, ...]]:
+        """Input channel groups of the layers that take a concatenation whose width depends on the
+        config (the mask tower's first convolution: FPN features, then the prior), by weight key.
+        Narrowing such a layer from a wider parent takes each group's leading channels.
+        """
+        return {"mask_tower.0.0.weight": (self.fpn_channels, 1 if self.use_prior else 0)}
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -169,6 +169,52 @@ def steps_within_budget(warmup_steps: int, max_steps: int, seconds_per_step: flo
     return max(warmup_steps, min(max_steps, fit))
 
 
+def _leading_slice(source: torch.Tensor, shape: torch.Size, groups: tuple[tuple[int, ...], tuple[int, ...]] | None):
+    """The parent's leading part of ``shape``; with ``groups`` (child's and parent's input channel
+    groups) each group of dimension 1 takes its own leading channels, in order."""
+    if groups is not None:
+        child_groups, parent_groups = groups
+        starts = [sum(parent_groups[:i]) for i in range(len(parent_groups))]
+        source = torch.cat([source[:, start : start + size] for start, size in zip(starts, child_groups)], dim=1)
+    return source[tuple(slice(0, size) for size in shape)]
+
+
+def load_parent_weights(
+    model: SiamDMN, parent: dict[str, torch.Tensor], parent_config: NetworkConfig | None = None
+) -> tuple[list[str], list[str]]:
+    """Start ``model`` from a parent's weights, where its architecture is the parent's or narrower.
+
+    A tensor of the same shape is copied; one that is narrower in some dimension (a layer with fewer
+    channels, e.g. ``fpn_channels`` 32 under a 64-channel parent) takes the parent's leading slice.
+    Leading slices agree from layer to layer (output channels 0..k-1 of one feed inputs 0..k-1 of
+    the next), so the narrow model starts from a consistent part of the parent, not from random
+    weights; an input that concatenates groups (``NetworkConfig.concatenated_inputs``, with
+    ``parent_config``) takes each group's leading channels. A layer wider than the parent's is an
+    error. Returns (keys the parent lacks, left as initialised: new layers; keys narrowed).
+    """
+    state = model.state_dict()
+    child_groups = model.config.concatenated_inputs
+    parent_groups = (parent_config or model.config).concatenated_inputs
+    new_keys, narrowed = [], []
+    for key, target in state.items():
+        source = parent.get(key)
+        if source is None:
+            new_keys.append(key)
+            continue
+        if source.dim() != target.dim() or any(t > s for t, s in zip(target.shape, source.shape)):
+            raise ValueError(
+                f"cannot start {key} {tuple(target.shape)} from the parent's {tuple(source.shape)}: only the same "
+                "shape or a narrower one can be taken from a parent"
+            )
+        if source.shape != target.shape:
+            groups = (child_groups[key], parent_groups[key]) if key in child_groups else None
+            source = _leading_slice(source, target.shape, groups)
+            narrowed.append(key)
+        with torch.no_grad():
+            target.copy_(source.to(target.dtype))
+    return new_keys, narrowed
+
+
 def _lr_factor(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
@@ -427,8 +473,8 @@ def train(
         from vosctl.model.checkpoint import load_checkpoint
 
         source, _ = load_checkpoint(cfg.init_checkpoint)
-        result = model.load_state_dict({k: v.float() for k, v in source.state_dict().items()}, strict=False)
-        log({"event": "fine_tune_init", "from": cfg.init_checkpoint, "new_keys": list(result.missing_keys)})
+        new_keys, narrowed = load_parent_weights(model, source.state_dict(), source.config)
+        log({"event": "fine_tune_init", "from": cfg.init_checkpoint, "new_keys": new_keys, "narrowed": narrowed})
     elif cfg.imagenet_weights:
         missing = model.backbone.load_imagenet(cfg.imagenet_weights)
         log({"event": "imagenet_init", "missing_keys": len(missing)})
