@@ -169,7 +169,9 @@ def steps_within_budget(warmup_steps: int, max_steps: int, seconds_per_step: flo
     return max(warmup_steps, min(max_steps, fit))
 
 
-def _leading_slice(source: torch.Tensor, shape: torch.Size, groups: tuple[tuple[int, ...], tuple[int, ...]] | None):
+def _leading_slice(
+    source: torch.Tensor, shape: torch.Size, groups: tuple[tuple[int, ...], tuple[int, ...]] | None
+) -> torch.Tensor:
     """The parent's leading part of ``shape``; with ``groups`` (child's and parent's input channel
     groups) each group of dimension 1 takes its own leading channels, in order."""
     if groups is not None:
