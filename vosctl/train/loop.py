@@ -444,7 +444,11 @@ def train(
     torch.manual_seed(cfg.seed)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    def write_config() -> None:  # at the start, and again when a deadline sets the steps
+        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    write_config()
     log_path = run_dir / "log.jsonl"
 
     def log(event: dict[str, Any]) -> None:
@@ -536,8 +540,9 @@ def train(
     # Built up to cfg.steps even when a deadline may cut the run: a batch depends only on its step.
     batches = _batch_stream(make_batch, step, end, cfg.loader_workers, pin_memory=torch_device.type == "cuda")
     # A run resumed past the warm-up's first half (or with a warm-up under 2 steps) keeps its steps.
-    calibrate_by = deadline if step < cfg.warmup_steps // 2 else None
-    half_warmup = (cfg.warmup_steps // 2, 0.0)  # (step, time) where the timed half of the warm-up starts
+    timed_from = cfg.warmup_steps // 2  # the warm-up's second half is timed
+    calibrate_by = deadline if step < timed_from else None
+    timed_start = 0.0
     last_save = time.monotonic()
     window: list[dict[str, float]] = []
     t_epoch = time.monotonic()
@@ -562,17 +567,17 @@ def train(
         if ema is not None:
             ema.update(model)
         step += 1
-        if calibrate_by is not None and step == half_warmup[0]:
-            half_warmup = (step, time.monotonic())
+        if calibrate_by is not None and step == timed_from:
+            timed_start = time.monotonic()
         if calibrate_by is not None and step == cfg.warmup_steps:
             # The second half of the warm-up: past the first steps' one-off costs (kernel
             # selection, batch builders starting), as representative as the run gets this early.
-            seconds_per_step = (time.monotonic() - half_warmup[1]) / max(1, step - half_warmup[0])
+            seconds_per_step = (time.monotonic() - timed_start) / max(1, step - timed_from)
             steps = steps_within_budget(cfg.warmup_steps, cfg.steps, seconds_per_step, calibrate_by - time.monotonic())
             calibrate_by = None
             cfg = replace(cfg, steps=steps)
             end = steps if stop_at is None else min(steps, stop_at)
-            (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+            write_config()
             log({"event": "calibrated", "step": step, "ms_per_step": round(1000 * seconds_per_step, 1), "steps": steps})
         window.append({**stats, "data_wait_ms": 1000 * waited})
         if step % 50 == 0:
