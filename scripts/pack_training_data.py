@@ -2,13 +2,15 @@
 """Pack the training data compactly for a remote (GPU) machine that only receives a small upload.
 
     python scripts/pack_training_data.py DAVIS_ROOT DUTS_ROOT DEST --exclude bear,car-turn,... \\
-        [--crf 22] [--static-bytes 24000000 | --upload-mib 62] [--static-crf 23]
+        [--crf 22] [--static-bytes 24000000 | --upload-mib 62] [--static-crf 23] [--static-side 400]
 
 DEST/davis/videos/<seq>.mp4           training sequences only (H.264, CRF --crf, from the JPEGs)
-DEST/davis/Annotations/480p/<seq>/    the masks as 1-bit PNGs (lossless)
+DEST/davis/masks/<seq>.bin, <seq>.txt the masks, lossless (see ``mask_bytes``), and each frame's
+                                      name, width, height and byte count
 DEST/davis/ImageSets/2016/train.txt   the packed sequence names
-DEST/duts/images.mp4, sizes.txt, masks/   the first DUTS images up to --static-bytes (H.264 4:4:4),
-                                         or up to what --upload-mib leaves after the tracked files
+DEST/duts/images.mp4, masks.bin, sizes.txt   the first DUTS images up to --static-bytes (H.264 4:4:4,
+                                      shrunk to --static-side), or up to what --upload-mib leaves
+                                      after the tracked files and the sequences
 
 Held-out sequences (--exclude) are never packed, so they cannot reach a training run there.
 ``scripts/unpack_training_data.py`` restores the layouts ``vosctl train`` reads (cv2 only).
@@ -17,6 +19,7 @@ Held-out sequences (--exclude) are never packed, so they cannot reach a training
 from __future__ import annotations
 
 import argparse
+import lzma
 import subprocess
 from pathlib import Path
 
@@ -27,16 +30,24 @@ import numpy as np
 from vosctl.train.data import fit_within
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+# Raw LZMA2 of the mask's bits, one stream per mask so each one's size is known while packing (the
+# upload budget is exact). About a third of a 1-bit PNG. unpack_training_data.py holds the same filters.
+MASK_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 20}]
+
+
+def mask_bytes(mask: np.ndarray) -> bytes:
+    """A mask's foreground bits (row-major, padded to a byte), compressed without a container."""
+    return lzma.compress(np.packbits(mask.ravel() > 0).tobytes(), format=lzma.FORMAT_RAW, filters=MASK_FILTERS)
 
 
 def pack_davis(root: Path, dest: Path, exclude: set[str], crf: int) -> list[str]:
     names = (root / "ImageSets" / "2016" / "train.txt").read_text().split()
     kept = [name for name in names if name not in exclude]
     (dest / "videos").mkdir(parents=True, exist_ok=True)
+    (dest / "masks").mkdir(parents=True, exist_ok=True)
     for seq in kept:
         annotations = sorted((root / "Annotations" / "480p" / seq).glob("*.png"))
-        ann_dest = dest / "Annotations" / "480p" / seq
-        ann_dest.mkdir(parents=True, exist_ok=True)
+        lines, streams = [], []
         with av.open(str(dest / "videos" / f"{seq}.mp4"), "w") as container:
             stream = container.add_stream("libx264", rate=24)
             stream.pix_fmt = "yuv420p"
@@ -49,9 +60,12 @@ def pack_davis(root: Path, dest: Path, exclude: set[str], crf: int) -> list[str]
                 for packet in stream.encode(frame):
                     container.mux(packet)
                 mask = cv2.imread(str(ann), cv2.IMREAD_GRAYSCALE)
-                cv2.imwrite(str(ann_dest / ann.name), ((mask > 0) * 255).astype(np.uint8), [cv2.IMWRITE_PNG_BILEVEL, 1])
+                streams.append(mask_bytes(mask))
+                lines.append(f"{ann.stem} {mask.shape[1]} {mask.shape[0]} {len(streams[-1])}")
             for packet in stream.encode():
                 container.mux(packet)
+        (dest / "masks" / f"{seq}.bin").write_bytes(b"".join(streams))
+        (dest / "masks" / f"{seq}.txt").write_text("\n".join(lines) + "\n")
     (dest / "ImageSets" / "2016").mkdir(parents=True, exist_ok=True)
     (dest / "ImageSets" / "2016" / "train.txt").write_text("\n".join(kept) + "\n")
     return kept
@@ -60,11 +74,11 @@ def pack_davis(root: Path, dest: Path, exclude: set[str], crf: int) -> list[str]
 def pack_static(root: Path, dest: Path, budget: int, crf: int, side: int = 400) -> int:
     """The first images that fit in ``budget`` bytes, as one H.264 4:4:4 video (about half a JPEG's size).
 
-    Each image is shrunk to ``side`` at most and placed at the
-    top-left of a side x side frame; ``sizes.txt`` keeps each image's name and size to cut it out again.
+    Each image is shrunk to ``side`` at most and placed at the top-left of a side x side frame;
+    ``sizes.txt`` keeps each image's name, size and mask byte count to cut it out again.
     """
-    (dest / "masks").mkdir(parents=True, exist_ok=True)
-    used, lines = 0, []
+    dest.mkdir(parents=True, exist_ok=True)
+    used, lines, masks = 0, [], []
     with av.open(str(dest / "images.mp4"), "w") as container:
         stream = container.add_stream("libx264", rate=24)
         stream.width = stream.height = side
@@ -82,14 +96,14 @@ def pack_static(root: Path, dest: Path, budget: int, crf: int, side: int = 400) 
             for packet in stream.encode(av.VideoFrame.from_ndarray(canvas[:, :, ::-1].copy(), format="rgb24")):
                 used += packet.size
                 container.mux(packet)
-            ok, png = cv2.imencode(".png", ((mask > 0) * 255).astype(np.uint8), [cv2.IMWRITE_PNG_BILEVEL, 1])
-            (dest / "masks" / f"{name}.png").write_bytes(png.tobytes())
-            used += len(png)
-            lines.append(f"{name} {size[0]} {size[1]}")
+            masks.append(mask_bytes(mask))
+            used += len(masks[-1])
+            lines.append(f"{name} {size[0]} {size[1]} {len(masks[-1])}")
             if used > budget:
                 break
         for packet in stream.encode():
             container.mux(packet)
+    (dest / "masks.bin").write_bytes(b"".join(masks))
     (dest / "sizes.txt").write_text("\n".join(lines) + "\n")
     return len(lines)
 
@@ -131,6 +145,7 @@ def main() -> None:
     parser.add_argument("--crf", type=int, default=22)
     parser.add_argument("--static-bytes", type=int, default=24_000_000)
     parser.add_argument("--static-crf", type=int, default=23)
+    parser.add_argument("--static-side", type=int, default=400, help="longest side of a packed static image")
     parser.add_argument(
         "--upload-mib",
         type=float,
@@ -144,7 +159,7 @@ def main() -> None:
     static = args.static_bytes
     if args.upload_mib is not None:
         static = static_budget(int(args.upload_mib * 2**20), tracked, davis)
-    images = pack_static(args.duts_root, args.dest / "duts", static, args.static_crf)
+    images = pack_static(args.duts_root, args.dest / "duts", static, args.static_crf, args.static_side)
     data = folder_bytes(args.dest)
     print(f"packed {len(kept)} sequences and {images} static images into {args.dest}")
     mib = [round(x / 2**20, 1) for x in (tracked, data, tracked + data)]

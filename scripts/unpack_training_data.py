@@ -3,7 +3,7 @@
 
     python scripts/unpack_training_data.py PACKED DEST
 
-DEST/davis: DAVIS layout (JPEGImages/480p/<seq>/*.jpg at quality 95, Annotations, ImageSets);
+DEST/davis: DAVIS layout (JPEGImages/480p/<seq>/*.jpg at quality 95, Annotations as PNGs, ImageSets);
 DEST/duts: DUTS layout (images/*.jpg, masks/*.png, list.txt). Needs only numpy and OpenCV (it
 decodes the videos with cv2.VideoCapture), so it runs on a machine without the project's own
 dependencies; sequences unpack in parallel.
@@ -11,45 +11,65 @@ dependencies; sequences unpack in parallel.
 
 from __future__ import annotations
 
+import lzma
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
+import numpy as np
+
+MASK_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 20}]  # as pack_training_data.py
+
+
+def read_masks(bits: Path, sizes: Path) -> list[tuple[str, np.ndarray]]:
+    """Each (name, 0/255 mask) of a packed mask stream, in order; ``sizes`` has "name width height bytes"."""
+    data, offset, masks = bits.read_bytes(), 0, []
+    for line in sizes.read_text().splitlines():
+        if not line:
+            continue
+        name, width, height, count = line.split()
+        w, h, n = int(width), int(height), int(count)
+        raw = lzma.decompress(data[offset : offset + n], format=lzma.FORMAT_RAW, filters=MASK_FILTERS)
+        masks.append((name, np.unpackbits(np.frombuffer(raw, np.uint8), count=w * h).reshape(h, w) * 255))
+        offset += n
+    return masks
 
 
 def unpack_sequence(packed: Path, dest: Path, seq: str) -> int:
-    names = sorted(p.stem for p in (packed / "Annotations" / "480p" / seq).glob("*.png"))
-    out = dest / "JPEGImages" / "480p" / seq
+    masks = read_masks(packed / "masks" / f"{seq}.bin", packed / "masks" / f"{seq}.txt")
+    out, annotations = dest / "JPEGImages" / "480p" / seq, dest / "Annotations" / "480p" / seq
     out.mkdir(parents=True, exist_ok=True)
+    annotations.mkdir(parents=True, exist_ok=True)
     capture = cv2.VideoCapture(str(packed / "videos" / f"{seq}.mp4"))
     count = 0
-    for name in names:
+    for name, mask in masks:
         ok, bgr = capture.read()
         if not ok:
-            raise RuntimeError(f"{seq}: the video ends after {count} of {len(names)} frames")
+            raise RuntimeError(f"{seq}: the video ends after {count} of {len(masks)} frames")
         cv2.imwrite(str(out / f"{name}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(str(annotations / f"{name}.png"), mask)
         count += 1
     capture.release()
-    shutil.copytree(packed / "Annotations" / "480p" / seq, dest / "Annotations" / "480p" / seq, dirs_exist_ok=True)
     return count
 
 
 def unpack_static(packed: Path, dest: Path) -> int:
     (dest / "images").mkdir(parents=True, exist_ok=True)
-    shutil.copytree(packed / "masks", dest / "masks", dirs_exist_ok=True)
-    entries = [line.split() for line in (packed / "sizes.txt").read_text().splitlines() if line]
+    (dest / "masks").mkdir(parents=True, exist_ok=True)
+    masks = read_masks(packed / "masks.bin", packed / "sizes.txt")
     capture = cv2.VideoCapture(str(packed / "images.mp4"))
-    for name, width, height in entries:
+    for name, mask in masks:
         ok, canvas = capture.read()
         if not ok:
             raise RuntimeError(f"the static-image video ends before {name}")
-        image = canvas[: int(height), : int(width)]
+        image = canvas[: mask.shape[0], : mask.shape[1]]
         cv2.imwrite(str(dest / "images" / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(str(dest / "masks" / f"{name}.png"), mask)
     capture.release()
-    (dest / "list.txt").write_text("\n".join(name for name, _, _ in entries) + "\n")
-    return len(entries)
+    (dest / "list.txt").write_text("\n".join(name for name, _ in masks) + "\n")
+    return len(masks)
 
 
 def main(packed: Path, dest: Path) -> None:
