@@ -219,7 +219,8 @@ def test_training_is_seeded_and_resumes_exactly(tmp_path: Path) -> None:
 def test_steps_within_budget_fits_the_time_left_between_the_warmup_and_the_config() -> None:
     from vosctl.train.loop import steps_within_budget
 
-    assert steps_within_budget(100, 6000, 0.1, 300.0) == 3100
+    assert steps_within_budget(100, 6000, 0.1, 300.0, safety=1.0) == 3100
+    assert steps_within_budget(100, 6000, 0.1, 330.1) == 3100  # the pace taken 10 % slower by default
     assert steps_within_budget(100, 2000, 0.1, 300.0) == 2000  # the config's steps are the most
     assert steps_within_budget(100, 6000, 0.1, -5.0) == 100  # late: the warm-up already done, no more
     assert steps_within_budget(100, 6000, 0.0, 1.0) == 6000
@@ -256,6 +257,12 @@ def test_a_deadline_sets_the_steps_at_the_end_of_the_warmup_exactly_as_configure
         train(config("cut", 40), device="cpu", resume=False, deadline=time.monotonic() + 3600)
     train(config("seven", 7), device="cpu", resume=False)
     assert calibrated("cut") == [7]
+    # Calibrated for 40 steps but past its deadline: it stops at once and exports, step 4's weights.
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "steps_within_budget", lambda *args: 40)
+        train(config("slow", 40), device="cpu", resume=False, deadline=time.monotonic())
+    assert calibrated("slow") == [40] and last("slow")["step"] == 4
+    assert (tmp_path / "slow" / "model.pt").exists()
     cut, seven = last("cut"), last("seven")
     assert cut["step"] == seven["step"] == 7
     for part in ("model", "ema"):
