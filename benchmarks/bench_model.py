@@ -23,10 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import torch
+
+# The lent GPU machines run the working tree without installing it: import the package from here.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vosctl.engine import TRACE_AFTER_USES, Engine, choose_precision, detect_capabilities, pick_device
 from vosctl.geometry import mask_region

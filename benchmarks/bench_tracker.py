@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -62,6 +64,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="default: the vosctl thread policy")
     args = parser.parse_args()
 
+    # The lent GPU machines run the working tree without installing it: import the package from here.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from vosctl import Segmenter, SegmenterConfig
 
     width, height = (int(v) for v in args.size.split("x"))
