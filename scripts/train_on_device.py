@@ -65,7 +65,9 @@ def main() -> None:
 
     deadline = START + args.budget_s - args.margin_s
     train(cfg, device=args.device, resume=False, deadline=deadline)
-    steps = json.loads((Path(cfg.run_dir) / "config.json").read_text())["steps"]
+    # config.json holds the schedule's steps; a run cut at its deadline ("deadline" event) did fewer.
+    events = [json.loads(line) for line in (Path(cfg.run_dir) / "log.jsonl").read_text().splitlines()]
+    steps = next(e["step"] for e in reversed(events) if e["event"] == "done")
     print(f"done in {time.monotonic() - START:.0f} s: {steps} steps", flush=True)
 
 
