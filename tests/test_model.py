@@ -650,3 +650,46 @@ def test_mask_region_equals_the_whole_canvas_inside_and_is_background_outside() 
     assert (part.mask_logits[..., :, 4 * 50 + 2 :] - OUTSIDE_REGION_LOGIT).abs().max() < 1e-3
     with pytest.raises(ValueError, match="outside"):
         model.forward_search(search, embedding, prior, mask_region=(0, 65, 0, 64))
+
+
+def test_distillation_pulls_only_where_the_student_and_its_teacher_differ(tmp_path: Path) -> None:
+    """With only the distillation term weighted, a student identical to its teacher gets no gradient
+    and a different one does; a training run given a teacher checkpoint loads it and is moved by it."""
+    import copy
+    import json
+
+    from vosctl.model.checkpoint import save_checkpoint
+    from vosctl.train.data import PairConfig, PairSampler
+    from vosctl.train.loop import compute_losses, train
+
+    torch.manual_seed(3)
+    cfg = NetworkConfig(template_size=64, search_size=128, mask_stride=2, presence_head=True)
+    sampler = PairSampler(PairConfig(template_size=64, search_size=128, negative_prob=0.3), None, None, (0, 0, 1))
+    model = SiamDMN(cfg).eval()  # eval: BN statistics fixed, as the teacher's are
+    only_distill = {"score": 0.0, "bce": 0.0, "dice": 0.0, "presence": 0.0, "distill": 1.0}
+
+    def gradient_norm(teacher: SiamDMN) -> float:
+        model.zero_grad()
+        rng = np.random.default_rng(7)
+        loss, stats = compute_losses(model, sampler.batch(rng, 4), torch.device("cpu"), only_distill, rng, teacher)
+        assert stats["distill"] > 0 and float(loss.detach()) == pytest.approx(stats["distill"])
+        loss.backward()
+        return float(sum(p.grad.norm() ** 2 for p in model.parameters() if p.grad is not None) ** 0.5)
+
+    twin = copy.deepcopy(model)
+    assert gradient_norm(twin) < 1e-5
+    with torch.no_grad():
+        for parameter in twin.parameters():
+            parameter.mul_(1.0 + 0.1 * torch.randn_like(parameter))
+    assert gradient_norm(twin) > 1e-3
+
+    # Through train(): the teacher (a checkpoint) is loaded, frozen, and its term logged.
+    save_checkpoint(twin, tmp_path / "teacher.pt", {"name": "teacher"})
+    network = {"template_size": 64, "search_size": 128, "mask_stride": 2, "presence_head": True}
+    run = _tiny_run(tmp_path, "distilled", 4, network=network, teacher_checkpoint=str(tmp_path / "teacher.pt"))
+    train(run, device="cpu", resume=False)
+    events = [json.loads(line) for line in (tmp_path / "distilled" / "log.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "teacher" for e in events)
+    train(_tiny_run(tmp_path, "plain", 4, network=network), device="cpu", resume=False)
+    taught, plain = (torch.load(tmp_path / r / "last.pt", weights_only=False)["model"] for r in ("distilled", "plain"))
+    assert any(not torch.equal(taught[k], plain[k]) for k in plain)  # the same seed and batches otherwise

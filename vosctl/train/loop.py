@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from vosctl.errors import InputError
 from vosctl.geometry import mask_box
 from vosctl.model.checkpoint import save_checkpoint
-from vosctl.model.network import NetworkConfig, SiamDMN, TemplateEmbedding
+from vosctl.model.network import NetworkConfig, SearchOutput, SiamDMN, TemplateEmbedding
 from vosctl.train.data import DavisFrames, PairConfig, PairSampler, StaticImages, default_sequences
-from vosctl.train.losses import centre_heatmap, focal_heatmap_loss, mask_loss
+from vosctl.train.losses import centre_heatmap, distillation_loss, focal_heatmap_loss, mask_loss
 
 if TYPE_CHECKING:
     from vosctl.tracker import SegmenterConfig
@@ -45,6 +45,10 @@ class TrainConfig:
     imagenet_weights: str | None = None
     # Fine-tuning: start from this checkpoint (name or path); layers it lacks keep their init.
     init_checkpoint: str | None = None
+    # Distillation: a frozen teacher (name or path, e.g. "v6") run on the same batch; the student also
+    # matches its mask, score and presence (loss_weights["distill"], default 1), as a narrower
+    # network learns more from a teacher's soft outputs than from the labels alone.
+    teacher_checkpoint: str | None = None
     freeze_neck_bn: bool = False  # keep the neck's BN statistics (shared by template and search) fixed
     # Parameter-name prefixes that train (empty: all). Everything else is frozen, BN statistics
     # included: a new layer can be fitted on a CPU, where the backbone's backward would not fit.
@@ -92,9 +96,10 @@ class TrainConfig:
         config = cls(**raw)
         base = path.parent
         # Relative data paths are relative to the config file, so configs travel with the repo.
-        for key in ("davis_root", "static_root", "imagenet_weights", "init_checkpoint"):
+        for key in ("davis_root", "static_root", "imagenet_weights", "init_checkpoint", "teacher_checkpoint"):
             value = getattr(config, key)
-            if value and not Path(value).is_absolute() and (key != "init_checkpoint" or "/" in value):
+            checkpoint = key in ("init_checkpoint", "teacher_checkpoint")  # a bare name is a shipped model
+            if value and not Path(value).is_absolute() and (not checkpoint or "/" in value):
                 setattr(config, key, str((base / value).resolve()))
         if not Path(config.run_dir).is_absolute():
             config.run_dir = str((base / config.run_dir).resolve())
@@ -262,13 +267,31 @@ def _centres(search_mask: np.ndarray | torch.Tensor) -> np.ndarray:
     return centres
 
 
+def _forward_pair(model: SiamDMN, tensors: dict[str, torch.Tensor], location: torch.Tensor) -> SearchOutput:
+    """The network on a batch of pairs: template(s) embedded, then the search with kernels at ``location``."""
+    template = model.embed_template(tensors["template"], tensors["template_mask"])
+    if bool((tensors["mix"] < 1).any()):
+        # The tracker's appearance memory: a weighted mean of the first and a recent template. Every
+        # row's second template is embedded (rows with mix 1 keep the first exactly): a fixed batch
+        # shape, where a subset's size would change each step and make a GPU plan kernels anew.
+        recent = model.embed_template(tensors["template2"], tensors["template2_mask"])
+        a = tensors["mix"].to(template.kernel.dtype)
+        kernel = a[:, None, None, None] * template.kernel + (1 - a[:, None, None, None]) * recent.kernel
+        prototype = a[:, None] * template.prototype + (1 - a[:, None]) * recent.prototype
+        template = TemplateEmbedding(kernel, prototype)
+    return model.forward_search(tensors["search"], template, tensors["prior"], location=location)
+
+
 def compute_losses(
     model: SiamDMN,
     batch: Batch,
     device: torch.device,
     weights: dict[str, float],
     rng: np.random.Generator,
+    teacher: SiamDMN | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The batch's loss and its logged parts; with a ``teacher``, also :func:`distillation_loss`
+    against its outputs for the same templates, searches, priors and kernel cells."""
     cfg = model.config
     tensors = _to_tensors(batch, device)
     centres = torch.from_numpy(_centres(batch["search_mask"])).to(device)
@@ -284,17 +307,7 @@ def compute_losses(
     # Absent targets: the kernels of the cell the network itself would pick (-1: its argmax, the
     # most object-like distractor) must still return an empty mask.
     location = torch.where(present[:, None], location, torch.full_like(location, -1))
-    template = model.embed_template(tensors["template"], tensors["template_mask"])
-    if bool((tensors["mix"] < 1).any()):
-        # The tracker's appearance memory: a weighted mean of the first and a recent template. Every
-        # row's second template is embedded (rows with mix 1 keep the first exactly): a fixed batch
-        # shape, where a subset's size would change each step and make a GPU plan kernels anew.
-        recent = model.embed_template(tensors["template2"], tensors["template2_mask"])
-        a = tensors["mix"].to(template.kernel.dtype)
-        kernel = a[:, None, None, None] * template.kernel + (1 - a[:, None, None, None]) * recent.kernel
-        prototype = a[:, None] * template.prototype + (1 - a[:, None]) * recent.prototype
-        template = TemplateEmbedding(kernel, prototype)
-    out = model.forward_search(tensors["search"], template, tensors["prior"], location=location)
+    out = _forward_pair(model, tensors, location)
     # The target sits on its kernel cell's centre: that is the cell whose kernels make the mask,
     # and it gives every present sample one cell at 1.0 (a positive for the focal loss).
     heat = centre_heatmap((cells.float() + 0.5) * cfg.feature_stride, present, grid, cfg.feature_stride)
@@ -310,6 +323,19 @@ def compute_losses(
     if "presence" in out.extras:
         presence_loss = F.binary_cross_entropy_with_logits(out.extras["presence"].float(), present.float())
         total = total + weights.get("presence", 0.5) * presence_loss
+    distill = torch.zeros((), device=device)
+    if teacher is not None:
+        with torch.no_grad():
+            taught = _forward_pair(teacher, tensors, location)
+        distill = distillation_loss(
+            out.mask_logits,
+            taught.mask_logits,
+            out.score,
+            taught.score,
+            out.extras.get("presence"),
+            taught.extras.get("presence"),
+        )
+        total = total + weights.get("distill", 1.0) * distill
     with torch.no_grad():
         pred = out.mask_logits.float() > 0
         gt = tensors["search_mask"] > 0.5
@@ -323,6 +349,7 @@ def compute_losses(
         "dice": float(dice.detach()),
         "boundary": float(edge_bce.detach()),
         "presence": float(presence_loss.detach()),
+        "distill": float(distill.detach()),
         "iou": float(iou[present].mean()) if bool(present.any()) else float("nan"),
     }
 
@@ -495,6 +522,13 @@ def train(
         if not any(p.requires_grad for p in model.parameters()):
             raise ValueError(f"no parameter name starts with any of {cfg.trainable}")
     model = model.to(memory_format=torch.channels_last)
+    teacher = None
+    if cfg.teacher_checkpoint:
+        from vosctl.model.checkpoint import load_checkpoint
+
+        teacher, _ = load_checkpoint(cfg.teacher_checkpoint)
+        teacher = teacher.float().to(torch_device, memory_format=torch.channels_last).eval().requires_grad_(False)
+        log({"event": "teacher", "from": cfg.teacher_checkpoint})
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     if ema is not None and resume and last.exists() and "ema" in state:
         ema.load_state_dict(state["ema"])
@@ -564,7 +598,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * factor * group["lr_scale"]
         with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss, stats = compute_losses(model, batch, torch_device, cfg.loss_weights, rng)
+            loss, stats = compute_losses(model, batch, torch_device, cfg.loss_weights, rng, teacher)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

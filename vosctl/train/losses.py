@@ -77,3 +77,25 @@ def boundary_bce(logits: torch.Tensor, target: torch.Tensor, radius: int = 3) ->
 def _band_mean(per_pixel: torch.Tensor, target: torch.Tensor, radius: int) -> torch.Tensor:
     band = boundary_band(target, radius).float()
     return (per_pixel * band).sum() / band.sum().clamp_min(1.0)
+
+
+def distillation_loss(
+    student_mask: torch.Tensor,
+    teacher_mask: torch.Tensor,
+    student_score: torch.Tensor,
+    teacher_score: torch.Tensor,
+    student_presence: torch.Tensor | None = None,
+    teacher_presence: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Match a frozen teacher's outputs on the same batch: BCE of the student's logits against the
+    teacher's probabilities (mask pixels, score cells and, where both have one, presence).
+
+    Its gradient is sigmoid(student) - sigmoid(teacher), zero where they agree; soft targets carry
+    what the teacher knows beyond the binary labels (where it is unsure, what a distractor scores).
+    """
+    loss = F.binary_cross_entropy_with_logits(student_mask.float(), torch.sigmoid(teacher_mask.float()))
+    loss = loss + F.binary_cross_entropy_with_logits(student_score.float(), torch.sigmoid(teacher_score.float()))
+    if student_presence is not None and teacher_presence is not None:
+        target = torch.sigmoid(teacher_presence.float())
+        loss = loss + F.binary_cross_entropy_with_logits(student_presence.float(), target)
+    return loss
