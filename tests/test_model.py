@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from vosctl.errors import CheckpointError
+from vosctl.errors import CheckpointError, InputError
 from vosctl.model.backbone import MobileNetV2Features
 from vosctl.model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from vosctl.model.network import NetworkConfig, SiamDMN
@@ -690,6 +690,10 @@ def test_distillation_pulls_only_where_the_student_and_its_teacher_differ(tmp_pa
     train(run, device="cpu", resume=False)
     events = [json.loads(line) for line in (tmp_path / "distilled" / "log.jsonl").read_text().splitlines()]
     assert any(e["event"] == "teacher" for e in events)
+    # A teacher whose outputs lie on other grids is refused, naming the difference.
+    save_checkpoint(SiamDMN(NetworkConfig(template_size=64, search_size=96)), tmp_path / "other.pt", {})
+    with pytest.raises(InputError, match="search_size 96 vs 128"):
+        train(_tiny_run(tmp_path, "other", 4, teacher_checkpoint=str(tmp_path / "other.pt")), device="cpu")
     train(_tiny_run(tmp_path, "plain", 4, network=network), device="cpu", resume=False)
     taught, plain = (torch.load(tmp_path / r / "last.pt", weights_only=False)["model"] for r in ("distilled", "plain"))
     assert any(not torch.equal(taught[k], plain[k]) for k in plain)  # the same seed and batches otherwise

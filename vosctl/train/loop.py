@@ -325,8 +325,8 @@ def compute_losses(
         total = total + weights.get("presence", 0.5) * presence_loss
     distill = torch.zeros((), device=device)
     if teacher is not None:
-        with torch.no_grad():
-            taught = _forward_pair(teacher, tensors, location)
+        with torch.no_grad():  # the teacher's kernels from the cell the student's came from (absent rows too)
+            taught = _forward_pair(teacher, tensors, out.location)
         distill = distillation_loss(
             out.mask_logits,
             taught.mask_logits,
@@ -527,6 +527,13 @@ def train(
         from vosctl.model.checkpoint import load_checkpoint
 
         teacher, _ = load_checkpoint(cfg.teacher_checkpoint)
+        shape = ("template_size", "search_size", "mask_stride")  # what the outputs' grids depend on
+        theirs, ours = teacher.config, model.config
+        differ = [
+            f"{k} {getattr(theirs, k)} vs {getattr(ours, k)}" for k in shape if getattr(theirs, k) != getattr(ours, k)
+        ]
+        if differ:
+            raise InputError(f"teacher {cfg.teacher_checkpoint} does not fit the student: {', '.join(differ)}")
         teacher = teacher.float().to(torch_device, memory_format=torch.channels_last).eval().requires_grad_(False)
         log({"event": "teacher", "from": cfg.teacher_checkpoint})
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
