@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vosctl.errors import InputError
-from vosctl.geometry import LocalMask, mask_region, reaches_region_edge, region_run_doubtful
+from vosctl.geometry import LocalMask, mask_region, reaches_region_edge, region_run_doubtful, smallest_mask_region
 from vosctl.memory import AppearanceMemory, MemoryConfig
 from vosctl.merge import merge_objects
 from vosctl.model.network import TemplateEmbedding
@@ -144,6 +144,19 @@ def test_mask_region_is_the_centre_only_when_every_box_fits() -> None:
     # Non-square canvases keep the fraction of each side, centred, with even sides.
     top, bottom, left, right = mask_region((160, 288), [(120.0, 60.0, 40.0, 40.0)], 2 / 3, 0.25)
     assert (bottom - top, right - left) == (26, 48) and top == 7 and left == 12
+
+
+def test_the_smallest_central_region_that_holds_every_box_is_chosen() -> None:
+    canvas = (288, 288)  # a 72 x 72 grid of stride-4 cells
+    half, two_thirds = (18, 54, 18, 54), (12, 60, 12, 60)  # pixels 72..216 and 48..240
+    compact = (108.0, 108.0, 72.0, 72.0)  # grown by 18 px: 90..198, inside the half
+    wider = (80.0, 108.0, 120.0, 72.0)  # grown by 30 px: 50..230 across, inside 2/3 only
+    assert smallest_mask_region(canvas, [compact], (0.5, 2 / 3), 0.25) == half
+    assert smallest_mask_region(canvas, [compact], (2 / 3, 0.5), 0.25) == half  # in any order
+    assert smallest_mask_region(canvas, [wider], (0.5, 2 / 3), 0.25) == two_thirds
+    assert smallest_mask_region(canvas, [compact, wider], (0.5, 2 / 3), 0.25) == two_thirds  # every box must fit
+    assert smallest_mask_region(canvas, [(20.0, 20.0, 40.0, 40.0)], (0.5, 2 / 3), 0.25) is None
+    assert smallest_mask_region(canvas, [compact], (2 / 3,), 0.25) == two_thirds
 
 
 def test_local_mask_box_in_a_crop() -> None:

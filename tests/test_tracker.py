@@ -212,30 +212,40 @@ def test_motion_prediction_keeps_an_accelerating_object() -> None:
 
 def test_mask_region_leaves_the_masks_and_is_used_when_the_object_is_inside() -> None:
     """mask_region runs the mask path on the canvas's centre: same masks, and the whole canvas
-    whenever a previous mask (with its margin) reaches beyond the region."""
+    whenever a previous mask (with its margin) reaches beyond the region. By default the smaller
+    central part (mask_region_small) is tried first and a compact object gets it."""
     from vosctl import Segmenter, SegmenterConfig
 
     frames, truth = moving_square()
-    regions: dict[float, list] = {}
-    labels: dict[float, list[np.ndarray]] = {}
-    for fraction in (1.0, 2 / 3):
-        seg = Segmenter.from_pretrained("default", device="cpu", config=SegmenterConfig(mask_region=fraction))
+    configs = {
+        "whole": SegmenterConfig(mask_region=1.0),
+        "2/3": SegmenterConfig(mask_region=2 / 3, mask_region_small=1.0),  # the small part off
+        "default": SegmenterConfig(),
+    }
+    regions: dict[str, list] = {}
+    labels: dict[str, list[np.ndarray]] = {}
+    for name, config in configs.items():
+        seg = Segmenter.from_pretrained("default", device="cpu", config=config)
         search = seg.engine.search
 
-        def spy(crops, templates, prior, bias, region=None, _search=search, _fraction=fraction):
-            regions.setdefault(_fraction, []).append(region)
+        def spy(crops, templates, prior, bias, region=None, _search=search, _name=name):
+            regions.setdefault(_name, []).append(region)
             return _search(crops, templates, prior, bias, region)
 
         seg.engine.search = spy
-        labels[fraction] = [r.labels for r in seg.track(frames, labels=truth[0])]
-    assert all(region is None for region in regions[1.0])
-    used = [region for region in regions[2 / 3] if region is not None]
-    assert len(used) >= len(frames) // 2, regions[2 / 3]
-    # The default 288 px crop has a 72 x 72 stride-4 grid: its central 48 x 48 cells.
-    assert all(region == (12, 60, 12, 60) for region in used), set(used)
-    for whole, part, t in zip(labels[1.0][1:], labels[2 / 3][1:], truth[1:]):
-        assert iou(part == 1, whole == 1) >= 0.99
-        assert iou(part == 1, t == 1) >= 0.8
+        labels[name] = [r.labels for r in seg.track(frames, labels=truth[0])]
+    assert all(region is None for region in regions["whole"])
+    # The default 288 px crop has a 72 x 72 stride-4 grid: its central 48 x 48 cells, or 36 x 36.
+    for name, expected in (("2/3", (12, 60, 12, 60)), ("default", (18, 54, 18, 54))):
+        used = [region for region in regions[name] if region is not None]
+        assert len(used) >= len(frames) // 2, regions[name]
+        assert all(region == expected for region in used), set(used)
+        for whole, part, t in zip(labels["whole"][1:], labels[name][1:], truth[1:]):
+            assert iou(part == 1, whole == 1) >= 0.99
+            assert iou(part == 1, t == 1) >= 0.8
+    for bad in (0.0, 1.5):
+        with pytest.raises(InputError, match="mask_region_small must be in"):
+            SegmenterConfig(mask_region_small=bad)
 
 
 def test_mask_logits_are_resampled_to_the_frame_and_thresholded_there(segmenter, monkeypatch) -> None:

@@ -180,6 +180,23 @@ def mask_region(
     return top, bottom, left, right
 
 
+def smallest_mask_region(
+    canvas: tuple[int, int],
+    boxes: list[tuple[float, float, float, float] | None],
+    fractions: tuple[float, ...],
+    margin: float,
+    stride: int = REGION_CELL,
+) -> tuple[int, int, int, int] | None:
+    """The smallest of the central regions ``fractions`` (each as in :func:`mask_region`) that
+    holds every box with its margin, or None when none does. The mask path's cost follows the
+    region's area, so a compact object gets the small one and a larger object the next."""
+    for fraction in sorted(fractions):
+        region = mask_region(canvas, boxes, fraction, margin, stride)
+        if region is not None:
+            return region
+    return None
+
+
 def reaches_region_edge(
     mask_logits: np.ndarray | list[np.ndarray],
     region: tuple[int, int, int, int],
