@@ -658,6 +658,32 @@ def test_mask_region_equals_the_whole_canvas_inside_and_is_background_outside() 
         model.forward_search(search, embedding, prior, mask_region=(0, 65, 0, 64))
 
 
+@pytest.mark.parametrize(
+    ("size", "region"), [((256, 256), (16, 48, 16, 48)), ((160, 288), (7, 33, 12, 60)), ((256, 256), (1, 63, 0, 64))]
+)
+def test_the_fpn_on_a_region_equals_the_whole_crops_fpn_cropped(size: tuple[int, int], region) -> None:
+    """With a mask region the stride-8 and stride-4 FPN layers run on the region (plus a halo)
+    only: the stride-4 features and prior they hand the mask tower equal the whole crop's, cropped."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = SiamDMN(NetworkConfig(mask_stride=2)).eval()
+    h, w = size
+    x = model.normalise(torch.rand(2, 3, h, w) * 255)
+    prior4 = torch.rand(2, 1, h // 4, w // 4)
+    with torch.no_grad():
+        f2, f4, f8, f16 = model.backbone.forward_taps(x)
+        p16 = model.lateral16(torch.cat([model.neck(f16), torch.randn(2, 128, *f16.shape[-2:])], 1))
+        # The whole crop's FPN, as forward_search computes it without a region.
+        p8 = model.smooth8(model.lateral8(f8) + F.interpolate(p16, size=f8.shape[-2:], mode="nearest"))
+        p4 = model.lateral4(f4) + F.interpolate(p8, size=f4.shape[-2:], mode="bilinear", align_corners=False)
+        whole = torch.cat([p4, prior4], 1)
+        part, f2_part = model._fpn_region(p16, f8, f4, f2, prior4, region)
+    top, bottom, left, right = region
+    assert torch.allclose(part, whole[..., top:bottom, left:right], atol=1e-5, rtol=0)
+    assert torch.equal(f2_part, f2[..., 2 * top : 2 * bottom, 2 * left : 2 * right])
+
+
 def test_distillation_pulls_only_where_the_student_and_its_teacher_differ(tmp_path: Path) -> None:
     """With only the distillation term weighted, a student identical to its teacher gets no gradient
     and a different one does; a training run given a teacher checkpoint loads it and is moved by it."""
