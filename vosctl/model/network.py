@@ -260,11 +260,12 @@ class SiamDMN(nn.Module):
         location: (N, 2) cells to take the dynamic kernels from (training: the ground truth; -1
         rows: the best cell); when None the best-scoring cell is used, after adding ``score_bias`` (N, 1, s, s) to the
         logits (the tracker's cosine window / motion penalty).
-        mask_region: (top, bottom, left, right) in stride-4 cells: run the stride-4 and stride-2
-        mask path (the costliest part after the backbone) over that part of the crop only; every
-        other cell of the mask is background (``OUTSIDE_REGION_LOGIT``). None: the whole crop. The
+        mask_region: (top, bottom, left, right) in stride-4 cells: run the FPN's stride-8 and
+        stride-4 layers and the mask path (the costliest part after the backbone) over that part of
+        the crop only (:meth:`_fpn_region`); every other cell of the mask is background
+        (``OUTSIDE_REGION_LOGIT``). None: the whole crop. The
         tracker passes one when every object's previous mask, with a margin, lies inside it
-        (:func:`vosctl.geometry.mask_region`); scores, kernels and presence are computed as always.
+        (:func:`vosctl.geometry.smallest_mask_region`); scores, kernels and presence are computed as always.
         mask_on_grid: return the mask logits on the mask grid (stride ``mask_stride`` of the crop)
         instead of bilinearly upsampled to the crop. Training's loss uses the crop-sized logits; the
         tracker takes the grid and resamples it once, straight to the frame.
@@ -288,6 +289,8 @@ class SiamDMN(nn.Module):
         params = self.controller(hidden)
 
         # FPN: stride 16 -> 8 -> 4, over the whole crop or, with a mask region, only where it needs.
+        # The whole-crop path keeps its own lines: the ONNX export traces it with symbolic canvas
+        # sides, which the region's index arithmetic would turn into shape guards.
         p16 = self.lateral16(torch.cat([s16, response], 1))
         if mask_region is None:
             p8 = self.smooth8(self.lateral8(f8) + F.interpolate(p16, size=f8.shape[-2:], mode="nearest"))
