@@ -157,6 +157,7 @@ def test_the_smallest_central_region_that_holds_every_box_is_chosen() -> None:
     assert smallest_mask_region(canvas, [compact, wider], (0.5, 2 / 3), 0.25) == two_thirds  # every box must fit
     assert smallest_mask_region(canvas, [(20.0, 20.0, 40.0, 40.0)], (0.5, 2 / 3), 0.25) is None
     assert smallest_mask_region(canvas, [compact], (2 / 3,), 0.25) == two_thirds
+    assert smallest_mask_region(canvas, [wider], (2 / 3, 2 / 3), 0.25) == two_thirds  # the small part off
 
 
 def test_local_mask_box_in_a_crop() -> None:

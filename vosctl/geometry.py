@@ -189,8 +189,9 @@ def smallest_mask_region(
 ) -> tuple[int, int, int, int] | None:
     """The smallest of the central regions ``fractions`` (each as in :func:`mask_region`) that
     holds every box with its margin, or None when none does. The mask path's cost follows the
-    region's area, so a compact object gets the small one and a larger object the next."""
-    for fraction in sorted(fractions):
+    region's area, so a compact object gets the small one and a larger object the next. A fraction
+    given twice is tried once."""
+    for fraction in sorted(set(fractions)):
         region = mask_region(canvas, boxes, fraction, margin, stride)
         if region is not None:
             return region
