@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--unpacked", type=Path, help="PACKED is already unpacked here: use it as is")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from vosctl.train.loop import TrainConfig, train
+    from vosctl.train.loop import TrainConfig, read_log, train
 
     data = args.unpacked or Path("/tmp/vosctl-data")
     if args.unpacked is None:
@@ -66,8 +66,7 @@ def main() -> None:
     deadline = START + args.budget_s - args.margin_s
     train(cfg, device=args.device, resume=False, deadline=deadline)
     # config.json holds the schedule's steps; a run cut at its deadline ("deadline" event) did fewer.
-    events = [json.loads(line) for line in (Path(cfg.run_dir) / "log.jsonl").read_text().splitlines()]
-    steps = next(e["step"] for e in reversed(events) if e["event"] == "done")
+    steps = next(e["step"] for e in reversed(read_log(cfg.run_dir)) if e["event"] == "done")
     print(f"done in {time.monotonic() - START:.0f} s: {steps} steps", flush=True)
 
 

@@ -184,13 +184,6 @@ def _tiny_run(tmp_path: Path, run: str, steps: int, workers: int = 0, **fields: 
     return TrainConfig(run_dir=str(tmp_path / run), steps=steps, loader_workers=workers, **{**defaults, **fields})
 
 
-def _log_events(run_dir: Path) -> list[dict]:
-    """A training run's log.jsonl, one dict per event."""
-    import json
-
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-
-
 def test_training_is_seeded_and_resumes_exactly(tmp_path: Path) -> None:
     """Stopping at step 3 and resuming to 5 gives the same weights (and weight average) as 5 steps in one go.
 
@@ -242,7 +235,7 @@ def test_a_deadline_sets_the_steps_at_the_end_of_the_warmup_exactly_as_configure
     import time
 
     from vosctl.train import loop
-    from vosctl.train.loop import train
+    from vosctl.train.loop import read_log, train
 
     def config(run: str, steps: int):
         return _tiny_run(tmp_path, run, steps, warmup_steps=4)
@@ -251,7 +244,7 @@ def test_a_deadline_sets_the_steps_at_the_end_of_the_warmup_exactly_as_configure
         return torch.load(tmp_path / run / "last.pt", weights_only=False)
 
     def calibrated(run: str) -> list[int]:
-        return [e["steps"] for e in _log_events(tmp_path / run) if e["event"] == "calibrated"]
+        return [e["steps"] for e in read_log(tmp_path / run) if e["event"] == "calibrated"]
 
     # A deadline already past: nothing fits after the warm-up, so the run stops there.
     train(config("late", 40), device="cpu", resume=False, deadline=time.monotonic())
@@ -691,7 +684,7 @@ def test_distillation_pulls_only_where_the_student_and_its_teacher_differ(tmp_pa
 
     from vosctl.model.checkpoint import save_checkpoint
     from vosctl.train.data import PairConfig, PairSampler
-    from vosctl.train.loop import compute_losses, train
+    from vosctl.train.loop import compute_losses, read_log, train
 
     torch.manual_seed(3)
     cfg = NetworkConfig(template_size=64, search_size=128, mask_stride=2, presence_head=True)
@@ -719,7 +712,7 @@ def test_distillation_pulls_only_where_the_student_and_its_teacher_differ(tmp_pa
     network = {"template_size": 64, "search_size": 128, "mask_stride": 2, "presence_head": True}
     run = _tiny_run(tmp_path, "distilled", 4, network=network, teacher_checkpoint=str(tmp_path / "teacher.pt"))
     train(run, device="cpu", resume=False)
-    assert any(e["event"] == "teacher" for e in _log_events(tmp_path / "distilled"))
+    assert any(e["event"] == "teacher" for e in read_log(tmp_path / "distilled"))
     # A teacher whose outputs lie on other grids is refused, naming the difference.
     save_checkpoint(SiamDMN(NetworkConfig(template_size=64, search_size=96)), tmp_path / "other.pt", {})
     with pytest.raises(InputError, match="search_size 96 vs 128"):

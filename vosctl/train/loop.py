@@ -455,6 +455,14 @@ def pair_config_for(network: NetworkConfig, pairs: dict[str, Any]) -> PairConfig
     )
 
 
+LOG_NAME = "log.jsonl"  # in a run folder: one JSON object per line, written by train()'s log()
+
+
+def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
+    """A training run's log events, in order (what ``train`` wrote to ``run_dir/log.jsonl``)."""
+    return [json.loads(line) for line in (Path(run_dir) / LOG_NAME).read_text().splitlines()]
+
+
 def train(
     cfg: TrainConfig,
     device: str = "auto",
@@ -481,7 +489,7 @@ def train(
         (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     write_config()
-    log_path = run_dir / "log.jsonl"
+    log_path = run_dir / LOG_NAME
 
     def log(event: dict[str, Any]) -> None:
         event = {"time": round(time.time(), 1), **event}
