@@ -1,0 +1,132 @@
+"""A look-alike proxy benchmark: DAVIS-2016 sequences where a twin of the target circles behind it.
+
+    python benchmarks/make_lookalike_davis.py --davis ../davis2016 --out ../davis-twins \\
+        [--sequences a,b] [--split train] [--distance 0.8]
+    vosctl benchmark --davis ../davis-twins --split train --json twins.json
+
+Spill onto look-alikes is the failure that costs most on sequences nobody here has seen (a dog
+onto flowers, a dancer onto the crowd, `flamingo` onto the bird behind), but the training
+sequences hardly have any, so a change aimed at it could only be judged on the held-out set. This
+makes such sequences from the training ones. In each frame, the same object from half a sequence
+later (another pose), scaled to the target's current size, is pasted behind the target. The copy's
+centre lies ``--distance`` x the target's longer side from the target's, so the two touch or
+overlap, and it circles half a turn over the sequence, starting towards the frame's centre. The
+ground truth is unchanged: the twin is background, and it never covers the target. The edges are
+feathered (Gaussian, sigma 1 px) so no hard paste edge gives the twin away.
+
+The output is a DAVIS-2016 folder (JPEG quality 95) with ``ImageSets/2016/<split>.txt`` listing
+the sequences. It is written to a temporary name and renamed when complete; an existing
+``--out`` is refused. The twins come from training sequences, which the shipped models were
+trained on, so the figures are for comparing trackers, not for quoting as accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vosctl.errors import InputError
+from vosctl.eval.davis import DavisDataset
+from vosctl.io.atomic import atomic_write
+
+
+def _centre_and_side(mask: np.ndarray) -> tuple[float, float, float] | None:
+    """Centroid (x, y) and longer box side of a binary mask; None when empty."""
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return None
+    return float(xs.mean()), float(ys.mean()), float(max(np.ptp(xs), np.ptp(ys)) + 1)
+
+
+def add_twin(
+    frame: np.ndarray, mask: np.ndarray, twin_frame: np.ndarray, twin_mask: np.ndarray, angle: float, distance: float
+) -> np.ndarray:
+    """``frame`` with the object of (``twin_frame``, ``twin_mask``) pasted behind the one in ``mask``.
+
+    The twin is scaled to the target's longer side and centred ``distance`` x that side from the
+    target's centroid, in direction ``angle`` (radians, image axes). Pixels of ``mask`` are never
+    changed. Returns a new uint8 frame; ``frame`` itself when either mask is empty.
+    """
+    target, source = _centre_and_side(mask), _centre_and_side(twin_mask)
+    if target is None or source is None:
+        return frame
+    height, width = mask.shape
+    scale = target[2] / source[2]
+    x = target[0] + distance * target[2] * math.cos(angle)
+    y = target[1] + distance * target[2] * math.sin(angle)
+    matrix = np.array([[scale, 0.0, x - scale * source[0]], [0.0, scale, y - scale * source[1]]], np.float32)
+    twin = cv2.warpAffine(twin_frame, matrix, (width, height), flags=cv2.INTER_LINEAR)
+    alpha = cv2.warpAffine(twin_mask.astype(np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR)
+    alpha = cv2.GaussianBlur(alpha, (5, 5), 1.0)
+    alpha[mask.astype(bool)] = 0.0  # behind the target
+    blended = frame * (1.0 - alpha[..., None]) + twin * alpha[..., None]
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def write_sequence(dataset: DavisDataset, name: str, out: Path, distance: float) -> int:
+    """One sequence with its twin into ``out`` (DAVIS layout); returns the number of frames."""
+    sequence = dataset.sequence(name, need_images=True)
+    if sequence is None:
+        raise InputError(f"sequence '{name}' has no frames or annotations under {dataset.root}")
+    stems = list(sequence.frame_stems)
+    frames = []
+    for stem in stems:
+        image = cv2.imread(str(sequence.image_path(stem)), cv2.IMREAD_COLOR)
+        if image is None:
+            raise InputError(f"cannot read frame {sequence.image_path(stem)}")
+        frames.append(image)
+    masks = [dataset.read_annotation(sequence.annotation_path(stem)) > 0 for stem in stems]
+    first = _centre_and_side(masks[0])
+    if first is None:
+        raise InputError(f"sequence '{name}': the first annotation is empty")
+    height, width = masks[0].shape
+    start = math.atan2(height / 2 - first[1], width / 2 - first[0])  # towards the frame's centre
+    image_dir = out / "JPEGImages" / "480p" / name
+    annotation_dir = out / "Annotations" / "480p" / name
+    image_dir.mkdir(parents=True)
+    annotation_dir.mkdir(parents=True)
+    count = len(stems)
+    for t, stem in enumerate(stems):
+        source = (t + count // 2) % count
+        angle = start + math.pi * t / count
+        frame = add_twin(frames[t], masks[t], frames[source], masks[source], angle, distance)
+        cv2.imwrite(str(image_dir / f"{stem}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(str(annotation_dir / f"{stem}.png"), masks[t].astype(np.uint8) * 255)
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--davis", type=Path, required=True, help="DAVIS-2016 root to read")
+    parser.add_argument("--out", type=Path, required=True, help="new DAVIS-2016 root to write (must not exist)")
+    parser.add_argument("--split", default="train", help="split to read the sequences from, and to write")
+    parser.add_argument("--sequences", default=None, help="comma-separated names (default: the whole split)")
+    parser.add_argument("--distance", type=float, default=0.8, help="twin centre distance / target's longer side")
+    args = parser.parse_args(argv)
+    try:
+        if args.out.exists():
+            raise InputError(f"output {args.out} already exists")
+        if args.distance < 0:
+            raise InputError(f"--distance must be >= 0, got {args.distance}")
+        dataset = DavisDataset(args.davis, year="2016")
+        names = args.sequences.split(",") if args.sequences else dataset.split_sequences(args.split)
+        if not names:
+            raise InputError(f"no sequences to write (split '{args.split}' under {args.davis})")
+        with atomic_write(args.out, folder=True) as tmp:
+            frames = sum(write_sequence(dataset, name, tmp, args.distance) for name in names)
+            (tmp / "ImageSets" / "2016").mkdir(parents=True)
+            (tmp / "ImageSets" / "2016" / f"{args.split}.txt").write_text("\n".join(names) + "\n")
+    except InputError as error:
+        print(f"make_lookalike_davis: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(names)} sequences, {frames} frames with twins, to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

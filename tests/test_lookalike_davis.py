@@ -1,0 +1,119 @@
+"""benchmarks/make_lookalike_davis.py: a twin of the target pasted behind it, ground truth unchanged."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vosctl.eval.davis import DavisDataset
+
+REPO = Path(__file__).resolve().parents[1]
+W, H, FRAMES = 96, 64, 6
+
+
+def _script():
+    path = REPO / "benchmarks" / "make_lookalike_davis.py"
+    spec = importlib.util.spec_from_file_location("make_lookalike_davis", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _square(t: int) -> np.ndarray:
+    mask = np.zeros((H, W), bool)
+    mask[20:36, 10 + 2 * t : 26 + 2 * t] = True
+    return mask
+
+
+def _davis(root: Path) -> Path:
+    """A DAVIS-2016 folder: one sequence, a red square on a grey background, moving right."""
+    (root / "ImageSets" / "2016").mkdir(parents=True)
+    (root / "ImageSets" / "2016" / "train.txt").write_text("sq\n")
+    for t in range(FRAMES):
+        mask = _square(t)
+        frame = np.full((H, W, 3), 100, np.uint8)
+        frame[mask] = (40, 40, 230)  # BGR red
+        for kind, image, ext in (("JPEGImages", frame, "jpg"), ("Annotations", mask.astype(np.uint8) * 255, "png")):
+            path = root / kind / "480p" / "sq" / f"{t:05d}.{ext}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), image)
+    return root
+
+
+def test_add_twin_pastes_beside_the_target_and_never_over_it() -> None:
+    add_twin = _script().add_twin
+    mask = np.zeros((H, W), bool)
+    mask[20:36, 20:36] = True
+    frame = np.full((H, W, 3), 100, np.uint8)
+    frame[mask] = (0, 0, 255)
+    out = add_twin(frame, mask, frame, mask, angle=0.0, distance=1.0)  # centre 16 px to the right
+    assert np.array_equal(out[mask], frame[mask])
+    twin = np.zeros((H, W), bool)
+    twin[20:36, 36:52] = True
+    core = np.zeros((H, W), bool)
+    core[22:34, 38:50] = True  # inside the twin, away from its feathered edge
+    assert (out[core][:, 2] > 240).all() and (out[core][:, 0] < 15).all()
+    far_left = np.zeros((H, W), bool)
+    far_left[:, :18] = True  # beyond the feathered edges of both squares
+    assert np.array_equal(out[far_left], frame[far_left])
+    # An empty mask on either side: the frame is returned as it is.
+    empty = np.zeros((H, W), bool)
+    assert add_twin(frame, empty, frame, mask, 0.0, 1.0) is frame
+    assert add_twin(frame, mask, frame, empty, 0.0, 1.0) is frame
+    # Scaled to the target's size, in the direction asked (straight down here).
+    small = np.zeros((H, W), bool)
+    small[5:13, 5:13] = True
+    small_frame = np.full((H, W, 3), 100, np.uint8)
+    small_frame[small] = (255, 0, 0)
+    down = add_twin(frame, mask, small_frame, small, angle=math.pi / 2, distance=1.0)
+    changed = np.any(down != frame, axis=2)
+    ys, xs = np.nonzero(changed)
+    assert not changed[mask].any() and ys.min() >= 33 and 40 <= ys.mean() <= 47 and 24 <= xs.mean() <= 31
+
+
+def test_writes_a_davis_folder_with_the_ground_truth_unchanged(tmp_path: Path, capsys) -> None:
+    source = _davis(tmp_path / "src")
+    out = tmp_path / "twins"
+    assert _script().main(["--davis", str(source), "--out", str(out)]) == 0
+    assert "1 sequences, 6 frames" in capsys.readouterr().out
+    dataset = DavisDataset(out, year="2016")
+    assert dataset.split_sequences("train") == ["sq"]
+    sequence = dataset.sequence("sq", need_images=True)
+    assert sequence is not None and len(sequence.frame_stems) == FRAMES
+    for t, stem in enumerate(sequence.frame_stems):
+        assert np.array_equal(dataset.read_annotation(sequence.annotation_path(stem)) > 0, _square(t))
+        image = cv2.imread(str(sequence.image_path(stem)))
+        reddish = (image[..., 2] > 180) & (image[..., 0] < 90)
+        assert reddish[~_square(t)].sum() > 100  # the twin: red pixels outside the target
+    assert not list(tmp_path.glob(".twins*"))  # no temporary left behind
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sequences", "ghost"], "sequence 'ghost' has no frames"),
+        (["--distance", "-1"], "--distance must be >= 0"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys, args, message) -> None:
+    source = _davis(tmp_path / "src")
+    out = tmp_path / "twins"
+    assert _script().main(["--davis", str(source), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not out.exists() and not list(tmp_path.glob(".twins*"))
+
+
+def test_an_existing_output_is_refused(tmp_path: Path, capsys) -> None:
+    source = _davis(tmp_path / "src")
+    out = tmp_path / "twins"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert _script().main(["--davis", str(source), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
