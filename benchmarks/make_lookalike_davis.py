@@ -114,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.distance < 0:
             raise InputError(f"--distance must be >= 0, got {args.distance}")
         dataset = DavisDataset(args.davis, year="2016")
-        names = args.sequences.split(",") if args.sequences else dataset.split_sequences(args.split)
+        # A name given twice is written once (as split_sequences reads a split file).
+        if args.sequences:
+            names = list(dict.fromkeys(args.sequences.split(",")))
+        else:
+            names = dataset.split_sequences(args.split)
         if not names:
             raise InputError(f"no sequences to write (split '{args.split}' under {args.davis})")
         with atomic_write(args.out, folder=True) as tmp:

@@ -8,9 +8,11 @@ cases that need a real process (signals, resource limits, another user) use ``su
 from __future__ import annotations
 
 import functools
+import importlib.util
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from typer.testing import CliRunner
@@ -78,3 +80,15 @@ def leftovers(folder: Path, keep: set[Path] = frozenset()) -> list[Path]:
     kept = {p.resolve() for p in keep}
     parents = {q for p in kept for q in p.parents}
     return sorted(p for p in folder.rglob("*") if p.resolve() not in kept and p.resolve() not in parents)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative_path: str) -> ModuleType:
+    """A repository script (``benchmarks/...``, ``scripts/...``) imported as a module, to call its functions."""
+    path = REPO / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -10,18 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.inproc import load_script
 from vosctl.eval.davis import DavisDataset
 
-REPO = Path(__file__).resolve().parents[1]
 W, H, FRAMES = 96, 64, 6
 
 
 def _script():
-    path = REPO / "benchmarks" / "make_lookalike_davis.py"
-    spec = importlib.util.spec_from_file_location("make_lookalike_davis", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/make_lookalike_davis.py")
 
 
 def _square(t: int) -> np.ndarray:
@@ -91,6 +86,10 @@ def test_writes_a_davis_folder_with_the_ground_truth_unchanged(tmp_path: Path, c
         reddish = (image[..., 2] > 180) & (image[..., 0] < 90)
         assert reddish[~_square(t)].sum() > 100  # the twin: red pixels outside the target
     assert not list(tmp_path.glob(".twins*"))  # no temporary left behind
+    # A name given twice is written once.
+    again = tmp_path / "again"
+    assert _script().main(["--davis", str(source), "--out", str(again), "--sequences", "sq,sq"]) == 0
+    assert DavisDataset(again, year="2016").split_sequences("train") == ["sq"]
 
 
 @pytest.mark.parametrize(

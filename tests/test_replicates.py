@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.inproc import load_script
 from vosctl.errors import InputError
 from vosctl.eval.replicates import ReplicateRule, compare_replicates
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def report(replicate: int | None, **jf: float) -> dict:
@@ -65,10 +62,7 @@ def test_unusable_input_is_one_clear_error(base, cand, message) -> None:
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("compare_replicates", REPO / "benchmarks" / "compare_replicates.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/compare_replicates.py")
 
 
 def test_script_exit_codes_and_table(tmp_path, capsys) -> None:

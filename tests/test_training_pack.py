@@ -88,13 +88,11 @@ def test_pack_and_unpack_round_trip_without_the_held_out_sequences(tmp_path: Pat
 def test_an_upload_limit_leaves_the_static_images_what_the_tracked_files_and_sequences_do_not_take(
     tmp_path: Path,
 ) -> None:
-    import importlib.util
-
     import pytest
 
-    spec = importlib.util.spec_from_file_location("pack_training_data", ROOT / "scripts" / "pack_training_data.py")
-    pack = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(pack)  # type: ignore[union-attr]
+    from tests.inproc import load_script
+
+    pack = load_script("scripts/pack_training_data.py")
     mib = 2**20
     assert pack.static_budget(64 * mib, 18 * mib, 27 * mib, slack=mib) == 18 * mib
     with pytest.raises(SystemExit, match="nothing left for the static images"):
