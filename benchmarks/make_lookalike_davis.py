@@ -80,7 +80,7 @@ def write_sequence(dataset: DavisDataset, name: str, out: Path, distance: float)
         if image is None:
             raise InputError(f"cannot read frame {sequence.image_path(stem)}")
         frames.append(image)
-    masks = [dataset.read_annotation(sequence.annotation_path(stem)) > 0 for stem in stems]
+    masks = dataset.read_annotations(sequence, stems) > 0
     first = _centre_and_side(masks[0])
     if first is None:
         raise InputError(f"sequence '{name}': the first annotation is empty")

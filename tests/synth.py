@@ -130,6 +130,25 @@ def write_frame_folder(folder: Path, frames: Sequence[np.ndarray], names: Sequen
     return paths
 
 
+def write_davis2016(
+    root: Path, sequences: dict[str, tuple[Sequence[np.ndarray], Sequence[np.ndarray]]], split: str = "train"
+) -> Path:
+    """A DAVIS-2016 folder; ``sequences``: name -> (RGB frames, masks, any non-zero = object).
+
+    Writes ``ImageSets/2016/<split>.txt``, ``JPEGImages/480p/<seq>/00000.jpg``... and the masks as
+    0/255 ``Annotations/480p/<seq>/00000.png``...
+    """
+    (root / "ImageSets" / "2016").mkdir(parents=True)
+    (root / "ImageSets" / "2016" / f"{split}.txt").write_text("\n".join(sequences) + "\n")
+    for name, (frames, masks) in sequences.items():
+        stems = [f"{i:05d}" for i in range(len(frames))]
+        write_frame_folder(root / "JPEGImages" / "480p" / name, frames, [f"{s}.jpg" for s in stems])
+        (root / "Annotations" / "480p" / name).mkdir(parents=True)
+        for stem, mask in zip(stems, masks, strict=True):
+            cv2.imwrite(str(root / "Annotations" / "480p" / name / f"{stem}.png"), (mask > 0).astype(np.uint8) * 255)
+    return root
+
+
 def write_palette_png(path: Path, labels: np.ndarray) -> Path:
     """Save a label map as a DAVIS-style palette PNG (mode P)."""
     from PIL import Image

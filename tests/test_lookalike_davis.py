@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.inproc import load_script
+from tests.synth import write_davis2016
 from vosctl.eval.davis import DavisDataset
 
 W, H, FRAMES = 96, 64, 6
@@ -27,17 +28,12 @@ def _square(t: int) -> np.ndarray:
 
 def _davis(root: Path) -> Path:
     """A DAVIS-2016 folder: one sequence, a red square on a grey background, moving right."""
-    (root / "ImageSets" / "2016").mkdir(parents=True)
-    (root / "ImageSets" / "2016" / "train.txt").write_text("sq\n")
+    frames = []
     for t in range(FRAMES):
-        mask = _square(t)
         frame = np.full((H, W, 3), 100, np.uint8)
-        frame[mask] = (40, 40, 230)  # BGR red
-        for kind, image, ext in (("JPEGImages", frame, "jpg"), ("Annotations", mask.astype(np.uint8) * 255, "png")):
-            path = root / kind / "480p" / "sq" / f"{t:05d}.{ext}"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(path), image)
-    return root
+        frame[_square(t)] = (230, 40, 40)  # RGB red
+        frames.append(frame)
+    return write_davis2016(root, {"sq": (frames, [_square(t) for t in range(FRAMES)])})
 
 
 def test_add_twin_pastes_beside_the_target_and_never_over_it() -> None:

@@ -9,22 +9,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tests.synth import moving_square_frames, moving_square_labels, texture
+from tests.synth import moving_square_frames, moving_square_labels, texture, write_davis2016
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _davis(root: Path, sequences: dict[str, int]) -> None:
-    (root / "ImageSets" / "2016").mkdir(parents=True)
-    (root / "ImageSets" / "2016" / "train.txt").write_text("\n".join(sequences) + "\n")
-    for seed, (seq, count) in enumerate(sequences.items()):
-        frames = moving_square_frames(count, width=128, height=96, seed=seed)
-        labels = moving_square_labels(count, width=128, height=96, seed=seed)
-        for folder in ("JPEGImages", "Annotations"):
-            (root / folder / "480p" / seq).mkdir(parents=True)
-        for i, (frame, label) in enumerate(zip(frames, labels)):
-            cv2.imwrite(str(root / "JPEGImages" / "480p" / seq / f"{i:05d}.jpg"), frame[:, :, ::-1])
-            cv2.imwrite(str(root / "Annotations" / "480p" / seq / f"{i:05d}.png"), (label > 0).astype(np.uint8) * 255)
+    write_davis2016(
+        root,
+        {
+            seq: (
+                moving_square_frames(count, width=128, height=96, seed=seed),
+                moving_square_labels(count, width=128, height=96, seed=seed),
+            )
+            for seed, (seq, count) in enumerate(sequences.items())
+        },
+    )
 
 
 def _duts(root: Path, count: int) -> None:
