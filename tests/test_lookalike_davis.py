@@ -67,6 +67,29 @@ def test_add_twin_pastes_beside_the_target_and_never_over_it() -> None:
     assert not changed[mask].any() and ys.min() >= 33 and 40 <= ys.mean() <= 47 and 24 <= xs.mean() <= 31
 
 
+def test_context_brings_the_twins_surroundings_and_never_touches_the_target() -> None:
+    add_twin = _script().add_twin
+    mask = np.zeros((H, W), bool)
+    mask[20:36, 20:36] = True
+    frame = np.full((H, W, 3), 100, np.uint8)
+    frame[mask] = (0, 0, 255)
+    # The source frame: the same square on a green ground (its context).
+    source = np.zeros((H, W, 3), np.uint8)
+    source[...] = (0, 200, 0)
+    source[mask] = (0, 0, 255)
+    ring = np.zeros((H, W), bool)
+    ring[20:36, 54:57] = True  # right of the twin (x 36..51): inside a 0.5 margin (8 px), beyond its feather
+    alone = add_twin(frame, mask, source, mask, angle=0.0, distance=1.0)
+    with_context = add_twin(frame, mask, source, mask, angle=0.0, distance=1.0, context=0.5)
+    assert np.array_equal(with_context[mask], frame[mask])
+    assert np.array_equal(alone[ring], frame[ring])  # the object alone: the ground stays grey
+    green = (with_context[..., 1] > 150) & (with_context[..., 0] < 60)
+    assert green[ring].mean() > 0.9
+    twin_core = np.zeros((H, W), bool)
+    twin_core[22:34, 38:50] = True
+    assert (with_context[twin_core][:, 2] > 240).all()
+
+
 def test_writes_a_davis_folder_with_the_ground_truth_unchanged(tmp_path: Path, capsys) -> None:
     source = _davis(tmp_path / "src")
     out = tmp_path / "twins"
@@ -93,6 +116,7 @@ def test_writes_a_davis_folder_with_the_ground_truth_unchanged(tmp_path: Path, c
     [
         (["--sequences", "ghost"], "sequence 'ghost' has no frames"),
         (["--distance", "-1"], "--distance must be >= 0"),
+        (["--context", "-0.5"], "--context must be >= 0"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys, args, message) -> None:
