@@ -20,8 +20,8 @@ third of that margin. With the object alone, the real target is told apart from 
 itself by the context around it, which the template crop holds (a 0.5 margin): with location and
 prior neutral, v6 puts 89 % of its mask on the real object, and 60 % (near chance) when the copy
 brings a 0.5 context (round 23, ``paste_bias.py``). Birds of a flock share their context. v6
-loses 0.105 J&F on the 24 training sequences with ``--context 0.5`` against the object-only
-twins. Neither proxy predicted that round's held-out verdict on a look-alike fine-tune (both
+loses 0.139 J&F on the 24 training sequences with ``--context 0.5`` twins (0.033 with the
+object-only ones). Neither proxy predicted that round's held-out verdict on a look-alike fine-tune (both
 ranked it above v6; the held-out set, -0.044), so both are diagnostics, not stand-ins for it.
 
 The output is a DAVIS-2016 folder (JPEG quality 95) with ``ImageSets/2016/<split>.txt`` listing
