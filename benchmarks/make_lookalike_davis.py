@@ -105,8 +105,9 @@ def add_twin(
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def write_sequence(dataset: DavisDataset, name: str, out: Path, distance: float, context: float = 0.0) -> int:
-    """One sequence with its twin into ``out`` (DAVIS layout); returns the number of frames."""
+def read_sequence(dataset: DavisDataset, name: str) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    """A sequence's frame stems, its frames (BGR uint8) and masks ((T, H, W) bool); InputError when
+    it is missing or a frame cannot be read."""
     sequence = dataset.sequence(name, need_images=True)
     if sequence is None:
         raise InputError(f"sequence '{name}' has no frames or annotations under {dataset.root}")
@@ -117,7 +118,12 @@ def write_sequence(dataset: DavisDataset, name: str, out: Path, distance: float,
         if image is None:
             raise InputError(f"cannot read frame {sequence.image_path(stem)}")
         frames.append(image)
-    masks = dataset.read_annotations(sequence, stems) > 0
+    return stems, frames, dataset.read_annotations(sequence, stems) > 0
+
+
+def write_sequence(dataset: DavisDataset, name: str, out: Path, distance: float, context: float = 0.0) -> int:
+    """One sequence with its twin into ``out`` (DAVIS layout); returns the number of frames."""
+    stems, frames, masks = read_sequence(dataset, name)
     first = _centre_and_side(masks[0])
     if first is None:
         raise InputError(f"sequence '{name}': the first annotation is empty")

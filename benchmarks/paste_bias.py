@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package from this working tree
 
-from make_lookalike_davis import add_twin, twin_matrix  # noqa: E402
+from make_lookalike_davis import add_twin, read_sequence, twin_matrix  # noqa: E402
 
 from vosctl.errors import InputError  # noqa: E402
 from vosctl.eval.davis import DavisDataset  # noqa: E402
@@ -108,17 +108,8 @@ def draw_scenes(
     rng = np.random.default_rng(seed)
     sequences = []
     for name in names:
-        sequence = dataset.sequence(name, need_images=True)
-        if sequence is None:
-            raise InputError(f"sequence '{name}' has no frames or annotations under {dataset.root}")
-        stems = list(sequence.frame_stems)
-        frames = []
-        for stem in stems:
-            image = cv2.imread(str(sequence.image_path(stem)), cv2.IMREAD_COLOR)
-            if image is None:
-                raise InputError(f"cannot read frame {sequence.image_path(stem)}")
-            frames.append(np.ascontiguousarray(image[:, :, ::-1]))
-        sequences.append((frames, dataset.read_annotations(sequence, stems) > 0))
+        _, frames, masks = read_sequence(dataset, name)
+        sequences.append(([np.ascontiguousarray(frame[:, :, ::-1]) for frame in frames], masks))
     scenes: list[Scene] = []
     for _ in range(200 * count):  # bounded: sequences whose objects never qualify end the search
         if len(scenes) == count:
