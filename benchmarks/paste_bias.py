@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package from
 
 from make_lookalike_davis import add_twin, read_sequence, twin_matrix  # noqa: E402
 
-from vosctl.errors import InputError  # noqa: E402
+from vosctl.errors import InputError, VosctlError  # noqa: E402
 from vosctl.eval.davis import DavisDataset  # noqa: E402
 from vosctl.geometry import crop_image, crop_matrix, mask_box, search_side, template_side  # noqa: E402
 
@@ -176,11 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name}: share on target {share.mean():.3f} (>0.9: {np.mean(share > 0.9):.2f}, "
                 f"<0.1: {np.mean(share < 0.1):.2f}); IoU with target {iou.mean():.3f}"
             )
-    except InputError as error:
+    except VosctlError as error:  # bad input, or a model that cannot be loaded
         print(f"paste_bias: error: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:  # a checkpoint that cannot be read, say
-        print(f"paste_bias: error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
         return 2
     return 0
 

@@ -70,3 +70,8 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     assert _script().main(["--davis", str(tmp_path / "none"), "--sequences", "sq", "--model", "default"]) == 2
     err = capsys.readouterr().err.strip()
     assert "is not a folder" in err and "\n" not in err
+    root = write_davis2016(tmp_path / "davis", {"sq": (_frames(), [_mask(t) for t in range(FRAMES)])})
+    args = ["--davis", str(root), "--sequences", "sq", "--scenes", "1", "--search-size", "96"]
+    assert _script().main([*args, "--model", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "missing.pt" in err and "\n" not in err
