@@ -523,7 +523,7 @@ def test_training_only_the_named_layers_leaves_the_rest_untouched(tmp_path: Path
 
     network = {"template_size": 64, "search_size": 128, "fine_prototype": True}
     torch.manual_seed(4)
-    parent = SiamDMN(NetworkConfig(**network))
+    parent = SiamDMN(NetworkConfig(**network, inference_search_size=160))  # tracked at 160, trained at 128
     with torch.no_grad():
         for parameter in parent.parameters():
             parameter.copy_(parameter.half().float())  # exact through the fp16 checkpoint
@@ -547,8 +547,19 @@ def test_training_only_the_named_layers_leaves_the_rest_untouched(tmp_path: Path
     moved = {k for k in before if not torch.equal(before[k].half().float(), after[k].float())}
     assert moved and all(k.startswith("fine_prototype.") for k in moved)
     assert "backbone.features.0.1.running_mean" not in moved  # BN statistics too
+    assert trained.config.inference_search_size == 160  # the parent's tracking crop, kept
     with pytest.raises(ValueError, match="no parameter name"):
         train(TrainConfig(**{**config.__dict__, "trainable": ["nothing"], "run_dir": str(tmp_path / "r2")}), "cpu")
+
+
+def test_a_fine_tune_keeps_its_parents_tracking_crop_unless_it_names_one() -> None:
+    from vosctl.train.loop import inherit_inference_crop
+
+    parent = NetworkConfig(inference_search_size=288)
+    assert inherit_inference_crop({"mask_stride": 2}, parent) == {"mask_stride": 2, "inference_search_size": 288}
+    assert inherit_inference_crop({"inference_search_size": 320}, parent) == {"inference_search_size": 320}
+    assert inherit_inference_crop({"inference_search_size": None}, parent) == {"inference_search_size": None}
+    assert inherit_inference_crop({"mask_stride": 2}, NetworkConfig()) == {"mask_stride": 2}
 
 
 def test_loader_workers_start_after_opencv_used_threads() -> None:

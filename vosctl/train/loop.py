@@ -190,6 +190,18 @@ def _leading_slice(
     return source[tuple(slice(0, size) for size in shape)]
 
 
+def inherit_inference_crop(network: dict[str, Any], parent: NetworkConfig) -> dict[str, Any]:
+    """The run's ``network`` fields, with the parent's ``inference_search_size`` unless they name one.
+
+    The crop a model is tracked at is an inference setting stored in its checkpoint (v6: 288 px,
+    trained at 256). A fine-tune that did not carry it would export a model that tracks at its
+    training crop instead, silently less accurate (round 23's fine-tunes of v6 did).
+    """
+    if "inference_search_size" in network or parent.inference_search_size is None:
+        return network
+    return {**network, "inference_search_size": parent.inference_search_size}
+
+
 def load_parent_weights(
     model: SiamDMN, parent: dict[str, torch.Tensor], parent_config: NetworkConfig | None = None
 ) -> tuple[list[str], list[str]]:
@@ -497,7 +509,13 @@ def train(
             handle.write(json.dumps(event) + "\n")
         print(json.dumps(event), flush=True)
 
-    model = SiamDMN(NetworkConfig(**cfg.network)).to(torch_device)
+    parent = None
+    if cfg.init_checkpoint:
+        from vosctl.model.checkpoint import load_checkpoint
+
+        parent, _ = load_checkpoint(cfg.init_checkpoint)
+    network = cfg.network if parent is None else inherit_inference_crop(cfg.network, parent.config)
+    model = SiamDMN(NetworkConfig(**network)).to(torch_device)
     pair_cfg = pair_config_for(model.config, cfg.pairs)
     step = 0
     optimizer = torch.optim.AdamW(
@@ -515,11 +533,8 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
         log({"event": "resumed", "step": step})
-    elif cfg.init_checkpoint:
-        from vosctl.model.checkpoint import load_checkpoint
-
-        source, _ = load_checkpoint(cfg.init_checkpoint)
-        new_keys, narrowed = load_parent_weights(model, source.state_dict(), source.config)
+    elif parent is not None:
+        new_keys, narrowed = load_parent_weights(model, parent.state_dict(), parent.config)
         log({"event": "fine_tune_init", "from": cfg.init_checkpoint, "new_keys": new_keys, "narrowed": narrowed})
     elif cfg.imagenet_weights:
         missing = model.backbone.load_imagenet(cfg.imagenet_weights)
