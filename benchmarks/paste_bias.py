@@ -10,8 +10,9 @@ their context stays as hard as before. This measures that cue. In each scene a f
 target and, touching it and behind it, the target itself pasted once more (``add_twin`` of the
 proxy, at 1.0 x the target's longer side, in a random direction). The search crop is centred
 halfway between the two and the prior is empty, so neither the crop's centre nor the previous
-mask says which is the target; the template is the target's crop from an earlier frame (1-29
-back). ``share`` = the model's mask mass on the target / its mass on target and copy: 0.5 is a
+mask says which is the target; the template is the target's crop from 1-29 frames earlier (the
+same frame when the scene falls on a sequence's first). The sequences are held in memory (~2 GB
+for the 24 training sequences). ``share`` = the model's mask mass on the target / its mass on target and copy: 0.5 is a
 model that cannot tell them apart (it picks either, or both), 1.0 one that always finds the real
 object. ``--context C`` pastes the copy with its surroundings (its box grown by C x its longer
 side), which takes that cue away.
