@@ -8,10 +8,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
+from tests.synth import texture
 from vosctl.errors import CheckpointError, InputError
 from vosctl.model.backbone import MobileNetV2Features
 from vosctl.model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -378,6 +380,75 @@ def test_exact_lookalikes_keep_the_targets_colours() -> None:
 
     assert off_colour_copy_pixels(1.0) == 0
     assert off_colour_copy_pixels(0.0) > 100  # recoloured copies differ from the target
+
+
+def test_instance_components_finds_separate_objects_of_similar_size() -> None:
+    from vosctl.train.data import instance_components
+
+    mask = np.zeros((100, 200), np.uint8)
+    mask[20:60, 20:60] = 1
+    assert instance_components(mask) is None  # one object
+    mask[20:60, 100:135] = 1  # a second, similar one
+    mask[90:92, 190:192] = 1  # a crumb: not an object
+    labels = instance_components(mask)
+    assert labels is not None and labels.max() == 2
+    assert {labels[40, 40], labels[40, 120]} == {1, 2} and labels[91, 191] == 0
+    mask[20:60, 100:135] = 0
+    mask[20:28, 100:108] = 1  # far smaller than the first: a part, not a look-alike
+    assert instance_components(mask) is None
+
+
+def _squares_duts(root: Path, with_single: bool = True) -> Path:
+    """A DUTS folder: an image with two red squares (one mask holds both), and one with one square."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
+    images = {"pair": (60, 140), "single": (100,)} if with_single else {"pair": (60, 140)}
+    for name, lefts in images.items():
+        image = np.ascontiguousarray(texture(5, 200, 300)[:, :, ::-1])
+        mask = np.zeros((200, 300), np.uint8)
+        for left in lefts:
+            image[75:125, left : left + 50] = (30, 30, 230)  # BGR red
+            mask[75:125, left : left + 50] = 255
+        cv2.imwrite(str(root / "images" / f"{name}.jpg"), image)
+        cv2.imwrite(str(root / "masks" / f"{name}.png"), mask)
+    (root / "list.txt").write_text("\n".join(images) + "\n")
+    return root
+
+
+def test_instance_pairs_make_one_object_the_target_and_leave_the_other_in_view(tmp_path: Path) -> None:
+    """PairConfig.instance_prob: in an image whose mask holds two separate look-alikes, the target
+    is one of them; the other stays in view, outside the mask. Without it the mask holds both."""
+    from vosctl.train.data import PairConfig, PairSampler, StaticImages
+
+    static = StaticImages(_squares_duts(tmp_path / "duts"))
+    assert list(static.instances) == [0]  # only the image with two objects
+
+    def label_components(instance_prob: float, images: StaticImages) -> tuple[list[int], float]:
+        cfg = PairConfig(
+            template_size=64, search_size=128, negative_prob=0.0, compress_prob=0.0, instance_prob=instance_prob
+        )
+        sampler = PairSampler(cfg, None, images, (0.0, 1.0, 0.0))
+        counts, red_outside = [], []
+        for seed in range(30):
+            sample = sampler._static_sample(np.random.default_rng(seed))
+            if sample is None or not sample.present:
+                continue
+            labelled = (sample.search_mask > 0.5).astype(np.uint8)
+            _, _, stats, _ = cv2.connectedComponentsWithStats(labelled)
+            counts.append(int((stats[1:, cv2.CC_STAT_AREA] > 40).sum()))
+            rgb = sample.search.astype(np.int32)
+            red = (rgb[..., 0] - rgb[..., 1] > 80) & (rgb[..., 0] - rgb[..., 2] > 80)
+            red_outside.append(float((red & (labelled == 0)).sum()) / max(1.0, float(labelled.sum())))
+        return counts, float(np.mean(red_outside))
+
+    one, red_beside = label_components(1.0, static)
+    # Without instance pairs, on the image with two objects alone: the mask holds both.
+    both, red_beside_whole = label_components(0.0, StaticImages(_squares_duts(tmp_path / "pair", with_single=False)))
+    assert len(one) >= 20 and np.mean(np.array(one) == 1) >= 0.9  # the mask is one square
+    assert np.mean(np.array(both) == 2) >= 0.6  # without instance pairs it is both
+    # Red outside the mask: the other square (and pasted distractors, in both cases), on average
+    # more than a square's worth beside the one-square target.
+    assert red_beside > 1.0 and red_beside > red_beside_whole
 
 
 def test_spill_prior_adds_the_lookalike_to_the_prior_and_never_to_the_mask() -> None:

@@ -55,6 +55,12 @@ class PairConfig:
     # (a mask that spreads onto a touching neighbour and then follows it).
     spill_prior_prob: float = 0.0
     hard_negative_prob: float = 0.0  # fraction of the negatives
+    # Real look-alikes: a static image whose mask holds several separate objects of similar size (a
+    # pack of dogs, two bottles; ~250 of DUTS's 5,500) becomes, with this probability, a pair whose
+    # target is one of them; the others stay in view, left out of the mask. Unlike pasted copies,
+    # they have their own pose and share the target's context (round 23: pasted copies are told
+    # apart by context, which a real flock does not offer).
+    instance_prob: float = 0.0
     # Appearance memory: a second, recent template averaged with the first (the tracker's bank).
     second_template_prob: float = 0.0
     recent_gap: int = 10
@@ -118,8 +124,30 @@ def fit_within(image: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.n
     )
 
 
+def instance_components(mask: np.ndarray, min_share: float = 0.3, min_fraction: float = 0.002) -> np.ndarray | None:
+    """Label map (uint8, 0 = none, 1..k) of a mask's separate objects of similar size, or None.
+
+    Connected components at least ``min_share`` of the largest one's area and ``min_fraction`` of
+    the image count; None unless there are two or more (one object, or one with crumbs).
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count < 3:
+        return None
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero((areas >= min_share * areas.max()) & (areas >= min_fraction * mask.size))
+    if keep.size < 2 or keep.size > 255:
+        return None
+    lookup = np.zeros(count, np.uint8)
+    lookup[keep + 1] = np.arange(1, keep.size + 1, dtype=np.uint8)
+    return lookup[labels]
+
+
 class StaticImages:
-    """Images + binary object masks (DUTS layout: images/<n>.jpg, masks/<n>.png, list.txt)."""
+    """Images + binary object masks (DUTS layout: images/<n>.jpg, masks/<n>.png, list.txt).
+
+    ``instances`` maps the index of each image whose mask holds several similar objects to their
+    label map (:func:`instance_components`), for instance-level pairs (``PairConfig.instance_prob``).
+    """
 
     def __init__(self, root: str | Path, limit: int | None = None, max_side: int = 400) -> None:
         root = Path(root)
@@ -128,6 +156,7 @@ class StaticImages:
             names = names[:limit]
         self.images: list[np.ndarray] = []
         self.masks: list[np.ndarray] = []
+        self.instances: dict[int, np.ndarray] = {}
         for name in names:
             bgr = cv2.imread(str(root / "images" / f"{name}.jpg"), cv2.IMREAD_COLOR)
             mask = cv2.imread(str(root / "masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
@@ -136,6 +165,9 @@ class StaticImages:
             bgr, mask = fit_within(bgr, mask, max_side)
             self.images.append(np.ascontiguousarray(bgr[:, :, ::-1]))
             self.masks.append((mask > 0).astype(np.uint8))
+            components = instance_components(self.masks[-1])
+            if components is not None:
+                self.instances[len(self.masks) - 1] = components
 
 
 # --------------------------------------------------------------------------- helpers
@@ -518,8 +550,16 @@ class PairSampler:
 
     def _static_sample(self, rng: np.random.Generator) -> Sample | None:
         assert self.static is not None
-        k = int(rng.integers(len(self.static.images)))
-        image, mask = self.static.images[k], self.static.masks[k]
+        # Guarded so configs without instance pairs draw exactly the random numbers they always did.
+        if self.cfg.instance_prob > 0 and self.static.instances and rng.random() < self.cfg.instance_prob:
+            indices = list(self.static.instances)
+            k = indices[int(rng.integers(len(indices)))]
+            labels = self.static.instances[k]
+            image = self.static.images[k]
+            mask = (labels == int(rng.integers(1, int(labels.max()) + 1))).astype(np.uint8)
+        else:
+            k = int(rng.integers(len(self.static.images)))
+            image, mask = self.static.images[k], self.static.masks[k]
         t_img, t_mask = self._warp(rng, image, mask, 0.5)
         s_img, s_mask = self._warp(rng, image, mask, 1.0)
         s_img = s_img.copy()
