@@ -59,6 +59,13 @@ def twin_matrix(mask: np.ndarray, twin_mask: np.ndarray, angle: float, distance:
     target, source = _centre_and_side(mask), _centre_and_side(twin_mask)
     if target is None or source is None:
         return None
+    return _placement(target, source, angle, distance)
+
+
+def _placement(
+    target: tuple[float, float, float], source: tuple[float, float, float], angle: float, distance: float
+) -> np.ndarray:
+    """:func:`twin_matrix` from the two objects' centroids and longer sides."""
     scale = target[2] / source[2]
     x = target[0] + distance * target[2] * math.cos(angle)
     y = target[1] + distance * target[2] * math.sin(angle)
@@ -82,11 +89,10 @@ def add_twin(
     feathered over a third of that margin. Pixels of ``mask`` are never changed. Returns a new
     uint8 frame; ``frame`` itself when either mask is empty.
     """
-    matrix = twin_matrix(mask, twin_mask, angle, distance)
-    if matrix is None:
-        return frame
     target, source = _centre_and_side(mask), _centre_and_side(twin_mask)
-    assert target is not None and source is not None  # twin_matrix checked both
+    if target is None or source is None:
+        return frame
+    matrix = _placement(target, source, angle, distance)
     height, width = mask.shape
     twin = cv2.warpAffine(twin_frame, matrix, (width, height), flags=cv2.INTER_LINEAR)
     if context > 0:
