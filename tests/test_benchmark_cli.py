@@ -141,6 +141,12 @@ def test_2016_eval_only_known_figures(davis2016, tmp_path) -> None:
     assert 0.0 < f_beta.mean < 1.0
     assert rows["beta"]["F-Mean"] == pytest.approx(f_beta.mean)
     assert rows["beta"]["F-Recall"] == pytest.approx(f_beta.recall)
+    # The curves behind the rows: one value per scored frame (frames 1..FRAMES-2), 6 decimals.
+    curves = report["per_frame"]
+    assert list(curves) == ["alpha", "beta"] and curves["alpha"]["first_frame"] == 1
+    assert curves["alpha"]["J"] == [1.0] * (FRAMES - 2) == curves["alpha"]["F"]
+    assert curves["beta"]["J"] == pytest.approx([j_beta] * (FRAMES - 2), abs=1e-6)
+    assert curves["beta"]["F"] == pytest.approx(f_frames, abs=1e-6)
 
     figures = report["global"]
     assert figures["J-Mean"] == pytest.approx((1.0 + j_beta) / 2)

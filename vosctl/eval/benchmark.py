@@ -14,7 +14,9 @@ global figures are means over objects, ``J&F-Mean = (J-Mean + F-Mean) / 2``.
 Outputs (all written atomically, through a temporary name in the destination folder):
 
 * a table on stdout (one row per object, then the global row);
-* ``--json FILE``: ``{"global": {...7 official figures..., "fps"}, "sequences": {row: {...}}, ...}``;
+* ``--json FILE``: ``{"global": {...7 official figures..., "fps"}, "sequences": {row: {...}},
+  "per_frame": {row: {"first_frame": 1, "J": [...], "F": [...]}}, ...}``: the per-frame curves
+  behind each row (scored frames only; ``benchmarks/compare_frames.py`` shows where two runs part);
 * ``--csv FILE``: the official ``per-sequence_results-<split>.csv`` layout (``Sequence,J-Mean,F-Mean``,
   3 decimals), and beside it ``<stem>_global<suffix>`` in the official ``global_results-<split>.csv``
   layout (``J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay``).
@@ -204,6 +206,9 @@ class BenchmarkReport:
                 }
                 for o in self.objects
             },
+            # Where a row's figures come from: a J-Recall or a mean that moves can be traced to the
+            # frames that moved (benchmarks/compare_frames.py). Scored frames start at frame 1.
+            "per_frame": {o.name: {"first_frame": 1, "J": _curve(o.j), "F": _curve(o.f)} for o in self.objects},
             "sequences_scored": list(self.sequences),
             "skipped": list(self.skipped),
             "frames_scored": self.frames_scored,
@@ -232,6 +237,11 @@ def _finite(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return float(value)
+
+
+def _curve(values: np.ndarray) -> list[float | None]:
+    """A per-frame curve for JSON: 6 decimals (far below any difference that matters), NaN as null."""
+    return [None if not math.isfinite(v) else round(float(v), 6) for v in values.tolist()]
 
 
 # --------------------------------------------------------------------------- scoring
