@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from vosctl.errors import InputError
-from vosctl.eval.frames import compare_frames, per_frame_j
+from vosctl.eval.frames import compare_curves, per_frame_j
 
 
 def _load(path: Path) -> dict:
@@ -47,11 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", action="append", default=[], metavar="SEQ", help="print SEQ's J per frame")
     args = parser.parse_args(argv)
     try:
-        base, candidate = _load(args.base), _load(args.candidate)
-        rows = compare_frames(base, candidate, args.drop, args.run, args.near)
-        shown = {name: (per_frame_j(base, "base")[name], per_frame_j(candidate, "candidate")[name][1])
-                 for name in args.show if name in {row.name for row in rows}}  # fmt: skip
-        missing = [name for name in args.show if name not in shown]
+        base = per_frame_j(_load(args.base), "base")
+        candidate = per_frame_j(_load(args.candidate), "candidate")
+        rows = compare_curves(base, candidate, args.drop, args.run, args.near)
+        missing = [name for name in args.show if name not in {row.name for row in rows}]
         if missing:
             raise InputError(f"--show: not a sequence both runs scored: {', '.join(missing)}")
     except InputError as error:
@@ -65,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         near = f"{row.base_near}->{row.candidate_near}"
         crossed = f"{_frames(row.gained)} / {_frames(row.lost)}"
         print(f"{row.name:<22}{row.frames:>7}{above:>12}{near:>10}  {behind:<16}{crossed}")
-    for name, ((first_frame, base_j), cand_j) in shown.items():
+    for name in dict.fromkeys(args.show):
+        (first_frame, base_j), (_, cand_j) = base[name], candidate[name]
         print(f"\n{name}: frame  J base  J candidate")
         for index, (b, c) in enumerate(zip(base_j.tolist(), cand_j.tolist())):
             mark = "  <" if c <= b - args.drop else ("  >" if c >= b + args.drop else "")

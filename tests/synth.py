@@ -43,6 +43,13 @@ def texture(seed: int, height: int, width: int, cells: int = 4) -> np.ndarray:
     return np.clip(tex, 0, 255).astype(np.uint8)
 
 
+def square_mask(height: int, width: int, top: int, left: int, side: int) -> np.ndarray:
+    """A (height, width) bool mask holding one ``side`` x ``side`` square at (``top``, ``left``)."""
+    mask = np.zeros((height, width), bool)
+    mask[top : top + side, left : left + side] = True
+    return mask
+
+
 def square_position(t: int, width: int, height: int, size: int) -> tuple[int, int]:
     """Top-left corner of the moving square at frame ``t`` (moves right and down, wraps)."""
     x = (width // 8 + 3 * t) % max(width - size, 1)

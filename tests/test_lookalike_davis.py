@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.inproc import load_script
-from tests.synth import write_davis2016
+from tests.synth import square_mask, write_davis2016
 from vosctl.eval.davis import DavisDataset
 
 W, H, FRAMES = 96, 64, 6
@@ -21,9 +21,15 @@ def _script():
 
 
 def _square(t: int) -> np.ndarray:
-    mask = np.zeros((H, W), bool)
-    mask[20:36, 10 + 2 * t : 26 + 2 * t] = True
-    return mask
+    return square_mask(H, W, 20, 10 + 2 * t, 16)
+
+
+def _blue_square() -> tuple[np.ndarray, np.ndarray]:
+    """A grey frame with a blue 16 px square (BGR) at (20, 20), and the square's mask."""
+    mask = square_mask(H, W, 20, 20, 16)
+    frame = np.full((H, W, 3), 100, np.uint8)
+    frame[mask] = (0, 0, 255)
+    return frame, mask
 
 
 def _davis(root: Path) -> Path:
@@ -38,10 +44,7 @@ def _davis(root: Path) -> Path:
 
 def test_add_twin_pastes_beside_the_target_and_never_over_it() -> None:
     add_twin = _script().add_twin
-    mask = np.zeros((H, W), bool)
-    mask[20:36, 20:36] = True
-    frame = np.full((H, W, 3), 100, np.uint8)
-    frame[mask] = (0, 0, 255)
+    frame, mask = _blue_square()
     out = add_twin(frame, mask, frame, mask, angle=0.0, distance=1.0)  # centre 16 px to the right
     assert np.array_equal(out[mask], frame[mask])
     twin = np.zeros((H, W), bool)
@@ -69,10 +72,7 @@ def test_add_twin_pastes_beside_the_target_and_never_over_it() -> None:
 
 def test_context_brings_the_twins_surroundings_and_never_touches_the_target() -> None:
     add_twin = _script().add_twin
-    mask = np.zeros((H, W), bool)
-    mask[20:36, 20:36] = True
-    frame = np.full((H, W, 3), 100, np.uint8)
-    frame[mask] = (0, 0, 255)
+    frame, mask = _blue_square()
     # The source frame: the same square on a green ground (its context).
     source = np.zeros((H, W, 3), np.uint8)
     source[...] = (0, 200, 0)

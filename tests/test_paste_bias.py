@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.inproc import load_script
-from tests.synth import texture, write_davis2016
+from tests.synth import square_mask, texture, write_davis2016
 
 W, H, FRAMES = 160, 120, 4
 
@@ -17,9 +17,7 @@ def _script():
 
 
 def _mask(t: int) -> np.ndarray:
-    mask = np.zeros((H, W), bool)
-    mask[50:74, 60 + 2 * t : 84 + 2 * t] = True
-    return mask
+    return square_mask(H, W, 50, 60 + 2 * t, 24)
 
 
 def _frames() -> list[np.ndarray]:

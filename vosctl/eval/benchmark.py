@@ -241,7 +241,7 @@ def _finite(value: float | None) -> float | None:
 
 def _curve(values: np.ndarray) -> list[float | None]:
     """A per-frame curve for JSON: 6 decimals (far below any difference that matters), NaN as null."""
-    return [None if not math.isfinite(v) else round(float(v), 6) for v in values.tolist()]
+    return [None if (value := _finite(v)) is None else round(value, 6) for v in values.tolist()]
 
 
 # --------------------------------------------------------------------------- scoring

@@ -18,6 +18,7 @@ import numpy as np
 from vosctl.errors import InputError
 
 RECALL_THRESHOLD = 0.5  # J-Recall counts frames with J > 0.5 (davis2017-evaluation)
+Curves = dict[str, tuple[int, np.ndarray]]  # row -> (first frame, J per scored frame)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class SequenceFrames:
         return (self.candidate_above - self.base_above) / self.frames if self.frames else 0.0
 
 
-def per_frame_j(report: dict[str, Any], side: str) -> dict[str, tuple[int, np.ndarray]]:
+def per_frame_j(report: dict[str, Any], side: str) -> Curves:
     """Each row's (first frame, J per scored frame) from a benchmark JSON; NaN where it held null."""
     curves = report.get("per_frame")
     if not isinstance(curves, dict) or not curves:
@@ -90,9 +91,14 @@ def compare_sequence_frames(
 def compare_frames(
     base: dict[str, Any], candidate: dict[str, Any], drop: float = 0.2, run: int = 5, near: float = 0.1
 ) -> list[SequenceFrames]:
-    """Every row both runs scored, in the base's order."""
-    base_curves = per_frame_j(base, "base")
-    candidate_curves = per_frame_j(candidate, "candidate")
+    """Every row both runs scored, in the base's order (two benchmark JSON documents)."""
+    return compare_curves(per_frame_j(base, "base"), per_frame_j(candidate, "candidate"), drop, run, near)
+
+
+def compare_curves(
+    base_curves: Curves, candidate_curves: Curves, drop: float = 0.2, run: int = 5, near: float = 0.1
+) -> list[SequenceFrames]:
+    """:func:`compare_frames` on curves already read (a caller that also prints them reads them once)."""
     common = [name for name in base_curves if name in candidate_curves]
     if not common:
         raise InputError("the two runs share no sequence")
