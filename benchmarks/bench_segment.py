@@ -285,6 +285,8 @@ def pipeline(args: argparse.Namespace) -> None:
             segmenter = load_segmenter(options)
             default_config = segmenter.config
             can_fuse = getattr(segmenter.engine, "fuse", False)  # what the engine chose for this machine
+            # Traces only where the engine makes them itself (fp32): autocast graphs are not traced.
+            can_trace = getattr(segmenter.engine, "precision", None) == "fp32"
             fps: dict[str, list[float]] = {name: [] for name in modes}
             for repeat in range(args.repeats + 1):
                 for name, (trace, fuse, templates, ahead, behind, setting) in modes.items():
@@ -293,7 +295,7 @@ def pipeline(args: argparse.Namespace) -> None:
                         default_config = segmenter.config
                     segmenter.config = default_config if setting is None else apply_overrides(default_config, [setting])
                     if hasattr(segmenter.engine, "trace"):
-                        segmenter.engine.trace = trace
+                        segmenter.engine.trace = trace and can_trace
                         segmenter.engine.fuse = fuse and can_fuse
                         segmenter.engine.trace_templates = templates
                     segmenter.prefetch_decode, segmenter.write_behind = ahead, behind

@@ -136,6 +136,18 @@ def test_precision_auto_only_native() -> None:
         assert choose_precision("auto", cpu, Capabilities(sapphire.cpu_flags, cap)) == "fp32", cap
     for cap in ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "ALL", ""):
         assert choose_precision("auto", cpu, Capabilities(sapphire.cpu_flags, cap)) == "bf16", cap
+    # Native AVX512_BF16 where the fp32 path runs as oneDNN-fused traces: fp32, the faster and
+    # more accurate path there (round 25, AMD Zen 4); AMX tiles (not measured) keep bf16, unless
+    # oneDNN is capped below AMX.
+    zen4 = Capabilities(cooper.cpu_flags, onednn_fusion=True)
+    assert choose_precision("auto", cpu, zen4) == "fp32"
+    assert choose_precision("auto", cpu, Capabilities(sapphire.cpu_flags, onednn_fusion=True)) == "bf16"
+    for cap in ("AVX512_CORE_BF16", "AVX512_CORE_FP16"):
+        assert choose_precision("auto", cpu, Capabilities(sapphire.cpu_flags, cap, onednn_fusion=True)) == "fp32", cap
+    for cap in ("AVX10_1_512_AMX", "AVX512_CORE_AMX", ""):
+        assert choose_precision("auto", cpu, Capabilities(sapphire.cpu_flags, cap, onednn_fusion=True)) == "bf16", cap
+    assert choose_precision("auto", cpu, Capabilities(avx2.cpu_flags, onednn_fusion=True)) == "fp32"
+    assert choose_precision("bf16", cpu, zen4) == "bf16"
     # CUDA: bf16 from Ampere, fp16 on tensor-core GPUs before it, fp32 otherwise.
     assert choose_precision("auto", cuda, Capabilities(cuda_capability=(8, 6))) == "bf16"
     assert choose_precision("auto", cuda, Capabilities(cuda_capability=(7, 5))) == "fp16"  # T4
@@ -600,6 +612,49 @@ def test_fused_traces_run_onednn_groups_match_eager_and_restore_the_switch() -> 
             assert torch.jit.onednn_fusion_enabled() != switch
             raise RuntimeError("inside")
     assert torch.jit.onednn_fusion_enabled() == switch
+
+
+def test_a_fused_trace_that_fails_at_run_time_falls_back_once_and_the_job_goes_on(monkeypatch) -> None:
+    """oneDNN Graph refusing a graph at run time (AMD Zen 4, a bf16 trace: "could not add op to
+    the graph") must not end a job: the call is answered unfused, with eager's outputs, the engine
+    drops fusion and its fused traces and warns once. An error of an unfused run is not hidden."""
+    import warnings
+
+    import torch
+
+    from vosctl.engine import Engine
+    from vosctl.model.network import NetworkConfig, SiamDMN
+
+    torch.manual_seed(0)
+    model = SiamDMN(NetworkConfig(template_size=64, search_size=128, mask_stride=2, presence_head=True)).eval()
+    engine = Engine(model, device="cpu", precision="fp32", fuse=True)
+    eager = Engine(model, device="cpu", precision="fp32", trace=False)
+    template, masks, search, prior, bias = _random_inputs(engine, 2, 128, seed=3)
+    embedding = eager.embed(template, masks)
+    expected = eager.search(search, embedding, prior, bias)
+
+    class RefusedByOneDNN(torch.nn.Module):
+        def forward(self, *inputs):
+            raise RuntimeError("could not add op to the graph\nmore detail")
+
+    engine._traces.traces[("stale", True)] = RefusedByOneDNN()
+    monkeypatch.setattr(engine, "_traced", lambda graph, inputs, cache, variant=None: RefusedByOneDNN())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = engine.search(search, embedding, prior, bias)
+        np.testing.assert_allclose(result.mask_logits, expected.mask_logits, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(result.presence, expected.presence, atol=1e-4)
+        assert not engine.fuse and len(engine._traces) == 0
+        assert [str(w.message) for w in caught] == [
+            "oneDNN Graph fusion failed on this machine (could not add op to the graph); running without it"
+        ]
+        # Unfused now: the same failing runner is an error of its own, raised as it is, and no new warning.
+        with pytest.raises(RuntimeError, match="could not add op"):
+            engine.search(search, embedding, prior, bias)
+        assert len(caught) == 1
+    monkeypatch.undo()
+    again = engine.search(search, embedding, prior, bias)  # the engine's own path, unfused, still works
+    np.testing.assert_allclose(again.mask_logits, expected.mask_logits, rtol=1e-4, atol=1e-3)
 
 
 def test_search_outputs_do_not_depend_on_the_memory_format_of_the_input() -> None:
