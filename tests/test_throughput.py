@@ -36,16 +36,50 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_thread_rule_user_then_env_then_free_cores() -> None:
-    assert default_threads(3, {"OMP_NUM_THREADS": "1"}, cores=8, running=1) == 3  # --threads wins
-    assert default_threads(None, {"OMP_NUM_THREADS": "2"}, cores=8, running=9) == 2  # then the environment
-    assert default_threads(None, {"OMP_NUM_THREADS": "4,2"}, cores=8, running=1) == 4  # nested OpenMP list
-    assert default_threads(None, {}, cores=8, running=1) == 8  # alone: every core
-    assert default_threads(None, {}, cores=8, running=3) == 6  # two others running: what is left
-    assert default_threads(None, {}, cores=2, running=5) == 1  # a busy machine: never 0
-    assert default_threads(None, {}, cores=4, running=None) == 4  # no /proc/stat: the cores
-    assert default_threads(None, {"OMP_NUM_THREADS": "0"}, cores=2, running=1) == 2  # invalid value ignored
+    assert default_threads(3, {"OMP_NUM_THREADS": "1"}, cores=8, running=1, own=1) == 3  # --threads wins
+    assert default_threads(None, {"OMP_NUM_THREADS": "2"}, cores=8, running=9, own=1) == 2  # then the environment
+    assert default_threads(None, {"OMP_NUM_THREADS": "4,2"}, cores=8, running=1, own=1) == 4  # nested OpenMP list
+    assert default_threads(None, {}, cores=8, running=1, own=1) == 8  # alone: every core
+    assert default_threads(None, {}, cores=8, running=3, own=1) == 6  # two others running: what is left
+    assert default_threads(None, {}, cores=2, running=5, own=1) == 1  # a busy machine: never 0
+    assert default_threads(None, {}, cores=4, running=None, own=1) == 4  # no /proc/stat: the cores
+    assert default_threads(None, {"OMP_NUM_THREADS": "0"}, cores=2, running=1, own=1) == 2  # invalid value ignored
+    # This process's own runnable threads (pools spinning after an import) are not other processes.
+    assert default_threads(None, {}, cores=2, running=3, own=3) == 2
+    assert default_threads(None, {}, cores=8, running=5, own=2) == 5  # three threads of others
+    assert default_threads(None, {}, cores=2, running=2, own=None) == 1  # own unknown: this thread only
     assert env_threads({"OMP_NUM_THREADS": "x"}) is None
     assert share_of_cores(4, cores=2) == 1 and share_of_cores(2, cores=16) == 8
+
+
+def test_own_running_threads_reads_the_state_after_the_command_name(tmp_path: Path) -> None:
+    from vosctl.threads import own_running_threads
+
+    tasks = tmp_path / "task"
+    for tid, stat in {
+        "10": "10 (python) R 1 10 10 0",
+        "11": "11 (a) (b) R) S 1 10 10 0",  # a thread name with ") R)" in it: sleeping
+        "12": "12 (omp worker) R 1 10 10 0",
+        "13": "13 (x) D 1 10 10 0",
+    }.items():
+        (tasks / tid).mkdir(parents=True)
+        (tasks / tid / "stat").write_text(stat)
+    (tasks / "14").mkdir()  # a thread that ended between the listing and the read
+    assert own_running_threads(str(tasks)) == 2
+    assert own_running_threads(str(tmp_path / "missing")) is None
+    assert own_running_threads() >= 1  # this process: at least the calling thread
+
+
+def test_the_default_rule_does_not_count_this_process_s_own_spinning_threads(monkeypatch) -> None:
+    """Right after imports that start thread pools (numpy, OpenCV) three threads of this process
+    were runnable on an idle 2-core machine, and the Python API took 1 thread (before round 25)."""
+    import vosctl.threads as threads
+
+    monkeypatch.setattr(threads, "running_processes", lambda: 3)
+    monkeypatch.setattr(threads, "own_running_threads", lambda: 3)
+    assert threads.default_threads(None, {}, cores=2) == 2
+    monkeypatch.setattr(threads, "own_running_threads", lambda: 1)  # two threads of another process
+    assert threads.default_threads(None, {}, cores=2) == 1
 
 
 def _python(code: str, env: dict[str, str] | None = None) -> str:

@@ -6,8 +6,9 @@ explicitly, once, before heavy work:
 
 1. the user's ``--threads N`` (``Segmenter.from_pretrained(..., threads=N)``), else
 2. ``OMP_NUM_THREADS`` when the user set it, else
-3. the cores this process may run on (``os.sched_getaffinity``) minus the other processes that are
-   running on them right now (``procs_running`` in ``/proc/stat``), at least 1.
+3. the cores this process may run on (``os.sched_getaffinity``) minus the other processes' threads
+   that are running on them right now (``procs_running`` in ``/proc/stat`` less this process's own
+   runnable threads, from ``/proc/self/task``), at least 1.
 
 Rule 3 is what keeps ``xargs -P2 vosctl segment ...`` (or a run beside a training job) from
 collapsing when nobody passes ``--threads``: each process sees the others busy and takes what is
@@ -53,6 +54,31 @@ def running_processes() -> int | None:
     return None
 
 
+def own_running_threads(tasks: str = "/proc/self/task") -> int | None:
+    """This process's threads that are runnable right now (state R), the calling one included;
+    None if unknown.
+
+    ``procs_running`` counts them too. Right after ``import numpy`` or ``cv2``, or after a parallel
+    region, this process's own pool threads spin for a moment and are runnable: counted as other
+    processes, they made ``Segmenter.from_pretrained`` take 1 thread on an idle 2-core machine.
+    """
+    try:
+        names = os.listdir(tasks)
+    except OSError:
+        return None
+    running = 0
+    for name in names:
+        try:
+            with open(f"{tasks}/{name}/stat", encoding="ascii", errors="replace") as handle:
+                stat = handle.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        # "pid (comm) S ...": the state follows the last ')' (comm may hold spaces and parentheses).
+        if stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "R":
+            running += 1
+    return max(1, running)
+
+
 def env_threads(environ: Mapping[str, str] | None = None) -> int | None:
     """``OMP_NUM_THREADS`` when set to a positive integer (the first entry of a nested list), else None."""
     value = (os.environ if environ is None else environ).get("OMP_NUM_THREADS", "").split(",")[0].strip()
@@ -64,10 +90,12 @@ def default_threads(
     environ: Mapping[str, str] | None = None,
     cores: int | None = None,
     running: int | None = -1,
+    own: int | None = -1,
 ) -> int:
     """The thread count rule (module docstring); every input can be given, for tests.
 
     ``running``: runnable threads on the machine including this one (-1: read ``/proc/stat``).
+    ``own``: of those, this process's own (-1: read ``/proc/self/task``; None: unknown, taken as 1).
     """
     if requested is not None and requested > 0:
         return int(requested)
@@ -76,7 +104,8 @@ def default_threads(
         return from_env
     cores = available_cores() if cores is None else cores
     running = running_processes() if running == -1 else running
-    others = max(0, (running or 1) - 1)
+    own = own_running_threads() if own == -1 else own
+    others = max(0, (running or 1) - max(1, own or 1))
     return max(1, min(cores, cores - others))
 
 
