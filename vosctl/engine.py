@@ -151,11 +151,6 @@ def choose_precision(requested: str, device: torch.device, capabilities: Capabil
     return "bf16"
 
 
-def bf16_supported(device: torch.device) -> bool:
-    """Whether 'auto' would run ``device`` in bf16 on this machine."""
-    return choose_precision("auto", device, detect_capabilities(device)) == "bf16"
-
-
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
