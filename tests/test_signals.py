@@ -63,3 +63,50 @@ def test_deferral_holds_when_another_thread_receives_the_signal() -> None:
         for _ in range(1000):
             pass
     assert done == ["all outputs moved"]
+
+
+def _swallowed_sigterm() -> None:
+    """SIGTERM whose exception is lost, as when C++ extension code runs the handler and clears it."""
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            pass
+    except Terminated:
+        pass
+
+
+def test_a_swallowed_signal_still_stops_the_run() -> None:
+    from vosctl.jobs.signals import pending_interruption, raise_if_interrupted
+
+    with graceful_termination():
+        raise_if_interrupted()  # nothing received: nothing raised
+        assert pending_interruption() is None
+        _swallowed_sigterm()
+        stop = pending_interruption()
+        assert isinstance(stop, Terminated) and stop.signum == signal.SIGTERM
+        with pytest.raises(Terminated):
+            raise_if_interrupted()
+    assert pending_interruption() is None  # a new block starts clean
+
+
+@pytest.mark.parametrize("after", ["returns", "system-error"])
+def test_the_cli_reports_a_signal_whose_exception_was_lost_or_replaced(monkeypatch, capsys, after) -> None:
+    """Both ways round 25 saw a SIGTERM go astray: the run went on and returned 0, or the extension
+    returned with the exception set (SystemError). Either way: the one-line report and exit 143."""
+    import vosctl.jobs.segment as segment
+
+    def run(options) -> int:
+        _swallowed_sigterm()
+        if after == "system-error":
+            raise SystemError("<built-in method> returned a result with an exception set")
+        return 0
+
+    monkeypatch.setattr(segment, "_run_segment_cli", run)
+    assert segment.run_segment_cli(segment.SegmentOptions(inputs=["x.mp4"])) == 143
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "vosctl: error: terminated by SIGTERM; unfinished outputs were removed"
+    ]
+    # Without a signal, an error is an error.
+    monkeypatch.setattr(segment, "_run_segment_cli", lambda options: (_ for _ in ()).throw(SystemError("bug")))
+    with pytest.raises(SystemError, match="bug"):
+        segment.run_segment_cli(segment.SegmentOptions(inputs=["x.mp4"]))

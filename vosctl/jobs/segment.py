@@ -28,7 +28,14 @@ from vosctl.io.atomic import (
     temp_path_for,
     writable_problem,
 )
-from vosctl.jobs.signals import Terminated, graceful_termination, report_interruption, signals_deferred
+from vosctl.jobs.signals import (
+    Terminated,
+    graceful_termination,
+    pending_interruption,
+    raise_if_interrupted,
+    report_interruption,
+    signals_deferred,
+)
 from vosctl.overrides import apply_overrides
 from vosctl.prefetch import prefetch, write_behind
 from vosctl.results import Timing
@@ -279,6 +286,7 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
             targets = [(sink, isinstance(sink, TrackSink)) for sink in sinks]
             with write_behind(enabled=getattr(segmenter, "write_behind", False)) as submit:
                 for frame, result in in_frame_order(results, source, staging / ".passes"):
+                    raise_if_interrupted()  # a signal whose exception third-party code swallowed
                     in_tracker += time.perf_counter() - t_seg
                     submit(_write_frame, targets, frame, result)
                     for object_id, info in result.objects.items():
@@ -301,6 +309,7 @@ def run_one(plan: JobPlan, options: SegmentOptions, segmenter: Any) -> dict[str,
         for sink in sinks:
             sink.close()
         sinks.clear()
+        raise_if_interrupted()
         with signals_deferred():  # all outputs move into place, or none
             _commit(staging, plan, options.force)
         created = []
@@ -518,9 +527,16 @@ def run_segment_cli(options: SegmentOptions) -> int:
         return run_batch_cli(options)
     with graceful_termination():
         try:
-            return _run_segment_cli(options)
-        except (KeyboardInterrupt, Terminated) as stop:
+            code = _run_segment_cli(options)
+        except BaseException as error:
+            # A signal's exception may reach here as another error (a SystemError from an extension
+            # that ran the handler), or not at all: the signal received decides.
+            stop = error if isinstance(error, (KeyboardInterrupt, Terminated)) else pending_interruption()
+            if stop is None:
+                raise
             return report_interruption(stop)
+        stop = pending_interruption()
+        return code if stop is None else report_interruption(stop)
 
 
 def _run_segment_cli(options: SegmentOptions) -> int:
