@@ -77,28 +77,25 @@ class Capabilities:
     # (:func:`onednn_fusion_available`): what makes fp32 faster than eager bf16 (round 25).
     onednn_fusion: bool = False
 
-    @property
-    def cpu_native_bf16(self) -> bool:
-        """The CPU has bf16 arithmetic (AVX512_BF16 or AMX) and oneDNN is allowed to use it."""
-        if not self.cpu_flags & _NATIVE_BF16_FLAGS:
-            return False
+    def _onednn_allows(self, level: str) -> bool:
+        """oneDNN may use ISA ``level`` (``onednn_max_isa`` unset, ALL/DEFAULT, or at or above it)."""
         cap = (self.onednn_max_isa or "").strip().upper()
         if cap in ("", "ALL", "DEFAULT"):
             return True
         if cap not in _ONEDNN_ISA_ORDER:
             return False  # an ISA name we do not know: fp32 is the safe answer
-        return _ONEDNN_ISA_ORDER.index(cap) >= _ONEDNN_ISA_ORDER.index("AVX512_CORE_BF16")
+        return _ONEDNN_ISA_ORDER.index(cap) >= _ONEDNN_ISA_ORDER.index(level)
+
+    @property
+    def cpu_native_bf16(self) -> bool:
+        """The CPU has bf16 arithmetic (AVX512_BF16 or AMX) and oneDNN is allowed to use it."""
+        return bool(self.cpu_flags & _NATIVE_BF16_FLAGS) and self._onednn_allows("AVX512_CORE_BF16")
 
     @property
     def cpu_amx_bf16(self) -> bool:
-        """Native bf16 through AMX tiles (Sapphire Rapids and later), allowed by oneDNN's cap."""
-        if "amx_bf16" not in self.cpu_flags or not self.cpu_native_bf16:
-            return False
-        cap = (self.onednn_max_isa or "").strip().upper()
-        # AVX10_1_512_AMX is the first level with AMX tiles.
-        return cap in ("", "ALL", "DEFAULT") or _ONEDNN_ISA_ORDER.index(cap) >= _ONEDNN_ISA_ORDER.index(
-            "AVX10_1_512_AMX"
-        )
+        """Native bf16 through AMX tiles (Sapphire Rapids and later), allowed by oneDNN's cap
+        (AVX10_1_512_AMX is the first level with AMX tiles)."""
+        return "amx_bf16" in self.cpu_flags and self._onednn_allows("AVX10_1_512_AMX")
 
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:

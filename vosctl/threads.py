@@ -74,8 +74,8 @@ def own_running_threads(tasks: str = "/proc/self/task") -> int | None:
         except OSError:  # the thread ended meanwhile
             continue
         # "pid (comm) S ...": the state follows the last ')' (comm may hold spaces and parentheses).
-        if stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "R":
-            running += 1
+        state_at = stat.rfind(")") + 2
+        running += stat[state_at : state_at + 1] == "R"
     return max(1, running)
 
 

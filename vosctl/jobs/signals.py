@@ -22,7 +22,7 @@ from types import FrameType
 
 INTERRUPT_EXIT_CODE = 128 + signal.SIGINT  # 130
 
-# The signals received inside the current graceful_termination block (first first). Per process by
+# The signals received inside the current graceful_termination block (earliest first). Per process by
 # nature, like the signal handlers themselves. Kept because the exception a handler raises can be
 # lost: it is raised wherever the main thread happens to be, and C++ extension code that runs a
 # Python callback there may clear it (the run then went on to the end and exited 0, its outputs
@@ -58,9 +58,12 @@ def pending_interruption() -> BaseException | None:
     """The Ctrl-C (``KeyboardInterrupt``) or :class:`Terminated` for the first signal received in
     the current :func:`graceful_termination` block, or None: what a run must stop for even when the
     exception its handler raised never reached the caller."""
-    if not _received:
-        return None
-    return KeyboardInterrupt() if _received[0] == signal.SIGINT else Terminated(_received[0])
+    return _interruption(_received[0]) if _received else None
+
+
+def _interruption(signum: int) -> BaseException:
+    """What ``signum`` raises in :func:`graceful_termination`: KeyboardInterrupt for Ctrl-C, else Terminated."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
 def raise_if_interrupted() -> None:
@@ -105,9 +108,7 @@ def graceful_termination(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGH
     def on_signal(signum: int, frame: FrameType | None) -> None:
         ignore_further()
         _received.append(signum)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise Terminated(signum)
+        raise _interruption(signum)
 
     _received.clear()
     try:
