@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from vosctl.colour import ColourConfig, colour_table, refine_logits
 from vosctl.engine import Engine, SearchResult
 from vosctl.errors import InputError, require
 from vosctl.geometry import (
@@ -95,6 +96,7 @@ class SegmenterConfig:
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
+    colour: ColourConfig = field(default_factory=ColourConfig)
     # Search crop side (pixels, a multiple of 16) the search window is resampled to; None: the
     # model's own (NetworkConfig.tracking_search_size). Larger = finer masks and slower (cost ~ side^2);
     # the window itself does not change.
@@ -178,6 +180,8 @@ class TrackState:
     prior_buffer: np.ndarray | None = None
     # Window-sized scratch arrays, grown on demand and viewed at each frame's window size.
     scratch: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    # Per object: its colour log-ratio table (vosctl.colour), from its latest prompt; empty when off.
+    colour_tables: list[np.ndarray] = field(default_factory=list)
 
     @property
     def templates(self) -> TemplateEmbedding:
@@ -318,9 +322,19 @@ class Segmenter:
         objects = [self._object_from_mask(object_id, labels == object_id) for object_id in ids]
         memory = AppearanceMemory.from_embedding(self.config.memory, self._embed(rgb, labels, objects))
         state = TrackState(width, height, objects, memory, _object_masks(labels, objects), frame_index=frame_index)
+        state.colour_tables = self._colour_tables(rgb, labels, objects)
         state.last_result = self._first_result(state, labels)
         state.last_result.prompted = tuple(ids)
         return state, state.last_result
+
+    def _colour_tables(self, rgb: np.ndarray, labels: np.ndarray, objects: list[ObjectState]) -> list[np.ndarray]:
+        colour = self.config.colour
+        if colour.weight <= 0.0:
+            return []
+        return [
+            colour_table(rgb, labels, obj.object_id, mask_box(labels == obj.object_id), colour)  # type: ignore[arg-type]
+            for obj in objects
+        ]
 
     def _object_from_mask(self, object_id: int, mask: np.ndarray) -> ObjectState:
         x, y, w, h = mask_box(mask)  # type: ignore[misc]
@@ -660,6 +674,10 @@ class Segmenter:
             cfg.overlap_prior_weight,
         )
 
+        # The colour cue refines what is written, never what the tracker carries on (prior, place,
+        # size, memory): fed back, it grew masks into background that shares the object's colours.
+        written = self._colour_refined(state, rgb, windows, logits, visible, ids) if state.colour_tables else labels
+
         results: dict[int, ObjectResult] = {}
         for i, obj in enumerate(state.objects):
             # The reported confidence: the learned presence where the network has it, else the centre score.
@@ -685,10 +703,48 @@ class Segmenter:
                     area = int(np.count_nonzero(final))
                     state.prev_masks[i] = LocalMask.from_window(x0, y0, final)
                     self._update_geometry(obj, box, area)
+            if written is not labels and visible[i]:
+                x0, y0, x1, y1 = windows[i]
+                shown = written[y0:y1, x0:x1] == obj.object_id
+                local_box = mask_box(shown)
+                box = None if local_box is None else (local_box[0] + x0, local_box[1] + y0, local_box[2], local_box[3])
+                area = int(np.count_nonzero(shown)) if box is not None else 0
             results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, round(score, 4), obj.lost)
         self._remember(state, rgb, labels, result.presence, visible)
-        state.last_result = FrameResult(state.frame_index, labels, results)
+        state.last_result = FrameResult(state.frame_index, written, results)
         return state.last_result
+
+    def _colour_refined(
+        self,
+        state: TrackState,
+        rgb: np.ndarray,
+        windows: list[Window],
+        logits: list[np.ndarray],
+        visible: list[bool],
+        ids: np.ndarray,
+    ) -> np.ndarray:
+        """The label map to write: the mask logits plus each object's colour evidence, merged again."""
+        cfg = self.config
+        refined, own = [], []
+        for i, ((x0, y0, x1, y1), local, table) in enumerate(zip(windows, logits, state.colour_tables)):
+            out = self._scratch(state, "colour", i, local.shape, np.float32)
+            if out.size:
+                band = self._scratch(state, "colour_band", i, out.shape, np.bool_)
+                refine_logits(out, band, local, rgb[y0:y1, x0:x1], table, cfg.mask_logit_threshold, cfg.colour)
+            refined.append(out)
+            mask = self._scratch(state, "colour_own", i, out.shape, np.bool_)
+            own.append(np.greater(out, cfg.mask_logit_threshold, out=mask))
+        written = np.zeros((state.height, state.width), np.uint8)
+        merge_windows(
+            written,
+            [w if ok else (0, 0, 0, 0) for w, ok in zip(windows, visible)],
+            refined,
+            own,
+            state.prev_masks,
+            ids,
+            cfg.overlap_prior_weight,
+        )
+        return written
 
     def _remember(
         self, state: TrackState, rgb: np.ndarray, labels: np.ndarray, presence: np.ndarray, visible: list[bool]
@@ -828,16 +884,21 @@ class Segmenter:
         for i, obj in enumerate(state.objects):
             if obj.object_id in touched:
                 state.prev_masks[i] = _object_masks(labels, [obj])[0]
+        tables = self._colour_tables(rgb, labels, prompted)
         added = []
         for j, obj in enumerate(prompted):
             if obj.object_id in position:  # a correction
                 i = position[obj.object_id]
                 state.objects[i] = obj
                 state.memory.set_trusted(i, embedding.select([j]))
+                if tables:
+                    state.colour_tables[i] = tables[j]
                 state.prev_masks[i] = _object_masks(labels, [obj])[0]
             else:  # a new object
                 state.objects.append(obj)
                 state.memory.append_object(embedding.select([j]))
+                if tables:
+                    state.colour_tables.append(tables[j])
                 added.append(obj)
         if added:
             rows = _object_masks(labels, added)
