@@ -674,9 +674,7 @@ class Segmenter:
             cfg.overlap_prior_weight,
         )
 
-        # The colour cue refines what is written, never what the tracker carries on (prior, place,
-        # size, memory): fed back, it grew masks into background that shares the object's colours.
-        written = self._colour_refined(state, rgb, windows, logits, visible, ids) if state.colour_tables else labels
+        previous_masks = list(state.prev_masks)  # the colour pass breaks ties as this merge did
 
         results: dict[int, ObjectResult] = {}
         for i, obj in enumerate(state.objects):
@@ -703,28 +701,39 @@ class Segmenter:
                     area = int(np.count_nonzero(final))
                     state.prev_masks[i] = LocalMask.from_window(x0, y0, final)
                     self._update_geometry(obj, box, area)
-            if written is not labels and visible[i]:
-                x0, y0, x1, y1 = windows[i]
-                shown = written[y0:y1, x0:x1] == obj.object_id
-                local_box = mask_box(shown)
-                box = None if local_box is None else (local_box[0] + x0, local_box[1] + y0, local_box[2], local_box[3])
-                area = int(np.count_nonzero(shown)) if box is not None else 0
             results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, round(score, 4), obj.lost)
         self._remember(state, rgb, labels, result.presence, visible)
-        state.last_result = FrameResult(state.frame_index, written, results)
+        if state.colour_tables:
+            # The colour cue refines what is written, never what the tracker carries on (prior,
+            # place, size, memory: all taken above): fed back, it grew masks into background that
+            # shares the object's colours. The label map is rewritten in place, window by window.
+            self._rewrite_with_colour(state, rgb, labels, windows, logits, visible, ids, previous_masks)
+            for i, obj in enumerate(state.objects):
+                if visible[i]:
+                    x0, y0, x1, y1 = windows[i]
+                    shown = labels[y0:y1, x0:x1] == obj.object_id
+                    local_box = mask_box(shown)
+                    box = None if local_box is None else (local_box[0] + x0, local_box[1] + y0, *local_box[2:])
+                    area = int(np.count_nonzero(shown)) if box is not None else 0
+                    before = results[obj.object_id]
+                    results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, before.score, before.lost)
+        state.last_result = FrameResult(state.frame_index, labels, results)
         return state.last_result
 
-    def _colour_refined(
+    def _rewrite_with_colour(
         self,
         state: TrackState,
         rgb: np.ndarray,
+        labels: np.ndarray,
         windows: list[Window],
         logits: list[np.ndarray],
         visible: list[bool],
         ids: np.ndarray,
-    ) -> np.ndarray:
-        """The label map to write: the mask logits plus each object's colour evidence, merged again."""
+        previous_masks: list[LocalMask],
+    ) -> None:
+        """Redraw the visible objects' windows of ``labels`` from their logits plus colour evidence."""
         cfg = self.config
+        drawn = [w if ok else (0, 0, 0, 0) for w, ok in zip(windows, visible)]
         refined, own = [], []
         for i, ((x0, y0, x1, y1), local, table) in enumerate(zip(windows, logits, state.colour_tables)):
             out = self._scratch(state, "colour", i, local.shape, np.float32)
@@ -734,17 +743,9 @@ class Segmenter:
             refined.append(out)
             mask = self._scratch(state, "colour_own", i, out.shape, np.bool_)
             own.append(np.greater(out, cfg.mask_logit_threshold, out=mask))
-        written = np.zeros((state.height, state.width), np.uint8)
-        merge_windows(
-            written,
-            [w if ok else (0, 0, 0, 0) for w, ok in zip(windows, visible)],
-            refined,
-            own,
-            state.prev_masks,
-            ids,
-            cfg.overlap_prior_weight,
-        )
-        return written
+        for x0, y0, x1, y1 in drawn:  # only drawn windows hold pixels: the map is empty afterwards
+            labels[y0:y1, x0:x1] = 0
+        merge_windows(labels, drawn, refined, own, previous_masks, ids, cfg.overlap_prior_weight)
 
     def _remember(
         self, state: TrackState, rgb: np.ndarray, labels: np.ndarray, presence: np.ndarray, visible: list[bool]
