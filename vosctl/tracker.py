@@ -674,7 +674,8 @@ class Segmenter:
             cfg.overlap_prior_weight,
         )
 
-        previous_masks = list(state.prev_masks)  # the colour pass breaks ties as this merge did
+        # The colour pass below breaks overlap ties with the same previous masks as this merge.
+        previous_masks = list(state.prev_masks) if state.colour_tables else state.prev_masks
 
         results: dict[int, ObjectResult] = {}
         for i, obj in enumerate(state.objects):
@@ -691,14 +692,12 @@ class Segmenter:
             else:
                 x0, y0, x1, y1 = windows[i]
                 final = labels[y0:y1, x0:x1] == obj.object_id
-                local_box = mask_box(final)
-                if local_box is None:
+                box, area = _window_box_and_area(final, x0, y0)
+                if box is None:
                     # Found but hidden behind another object: keep its place, use its own mask as prior.
                     state.prev_masks[i] = LocalMask.from_window(x0, y0, own[i])
                     obj.lost, obj.lost_frames = False, 0
                 else:
-                    box = (local_box[0] + x0, local_box[1] + y0, local_box[2], local_box[3])
-                    area = int(np.count_nonzero(final))
                     state.prev_masks[i] = LocalMask.from_window(x0, y0, final)
                     self._update_geometry(obj, box, area)
             results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, round(score, 4), obj.lost)
@@ -711,10 +710,7 @@ class Segmenter:
             for i, obj in enumerate(state.objects):
                 if visible[i]:
                     x0, y0, x1, y1 = windows[i]
-                    shown = labels[y0:y1, x0:x1] == obj.object_id
-                    local_box = mask_box(shown)
-                    box = None if local_box is None else (local_box[0] + x0, local_box[1] + y0, *local_box[2:])
-                    area = int(np.count_nonzero(shown)) if box is not None else 0
+                    box, area = _window_box_and_area(labels[y0:y1, x0:x1] == obj.object_id, x0, y0)
                     before = results[obj.object_id]
                     results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, before.score, before.lost)
         state.last_result = FrameResult(state.frame_index, labels, results)
@@ -735,11 +731,14 @@ class Segmenter:
         cfg = self.config
         drawn = [w if ok else (0, 0, 0, 0) for w, ok in zip(windows, visible)]
         refined, own = [], []
-        for i, ((x0, y0, x1, y1), local, table) in enumerate(zip(windows, logits, state.colour_tables)):
+        for i, ((x0, y0, x1, y1), local, table) in enumerate(zip(drawn, logits, state.colour_tables)):
+            if x1 <= x0 or y1 <= y0:  # not drawn (lost or held): merge_windows skips it
+                refined.append(local)
+                own.append(np.zeros(local.shape, np.bool_))
+                continue
             out = self._scratch(state, "colour", i, local.shape, np.float32)
-            if out.size:
-                band = self._scratch(state, "colour_band", i, out.shape, np.bool_)
-                refine_logits(out, band, local, rgb[y0:y1, x0:x1], table, cfg.mask_logit_threshold, cfg.colour)
+            band = self._scratch(state, "colour_band", i, out.shape, np.bool_)
+            refine_logits(out, band, local, rgb[y0:y1, x0:x1], table, cfg.mask_logit_threshold, cfg.colour)
             refined.append(out)
             mask = self._scratch(state, "colour_own", i, out.shape, np.bool_)
             own.append(np.greater(out, cfg.mask_logit_threshold, out=mask))
@@ -1102,6 +1101,14 @@ def canvas_groups(sizes: list[tuple[int, int]]) -> dict[tuple[int, int], list[in
 
 def _round16(value: float) -> int:
     return max(16, int(math.ceil(value / 16.0)) * 16)
+
+
+def _window_box_and_area(mask: np.ndarray, x0: int, y0: int) -> tuple[BoxXYWH | None, int]:
+    """A window-local boolean mask's box in frame coordinates (None when empty) and its pixel count."""
+    local_box = mask_box(mask)
+    if local_box is None:
+        return None, 0
+    return (local_box[0] + x0, local_box[1] + y0, local_box[2], local_box[3]), int(np.count_nonzero(mask))
 
 
 def _int_box(box: tuple[float, float, float, float] | None) -> tuple[int, int, int, int] | None:
