@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 from scenes import crossing_shapes, iou
+from synth import square_mask
 
 from vosctl.colour import ColourConfig, colour_bins, colour_table, refine_logits
 from vosctl.errors import InputError
@@ -19,12 +20,11 @@ def _bin(colour: tuple[int, int, int], bits: int = 4) -> int:
 
 
 def _red_square_on_blue() -> tuple[np.ndarray, np.ndarray]:
+    square = square_mask(60, 80, 20, 30, 20)
     rgb = np.empty((60, 80, 3), np.uint8)
     rgb[:] = BLUE
-    rgb[20:40, 30:50] = RED
-    labels = np.zeros((60, 80), np.uint8)
-    labels[20:40, 30:50] = 1
-    return rgb, labels
+    rgb[square] = RED
+    return rgb, square.astype(np.uint8)
 
 
 def test_bins_split_each_channel_into_equal_ranges() -> None:

@@ -2,9 +2,11 @@
 
 From the prompt frame, each object keeps two colour histograms: of its own pixels and of the
 background around it (other objects count as background). Per frame, the log ratio of the two,
-looked up for every pixel of the object's paste window and clipped, is added to the network's mask
-logits with ``ColourConfig.weight``. A colour seen mostly on the object pushes a doubtful pixel in,
-one seen mostly around it pushes it out; colours equally common in both leave the logit alone.
+clipped and weighted by ``ColourConfig.weight``, is looked up for the pixels of the object's paste
+window where it can change the mask and added to the network's mask logits. A colour seen mostly
+on the object pushes a doubtful pixel in, one seen mostly around it pushes it out; colours equally
+common in both leave the logit alone. The tracker applies it to what is written only
+(``Segmenter._rewrite_with_colour``).
 
 Pure functions plus one small lookup table per object, so the cue can be tested alone.
 
@@ -14,6 +16,7 @@ Owner: accuracy issue (#8).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -34,8 +37,9 @@ class ColourConfig:
         require(self.surround >= 1.0, f"colour.surround must be >= 1, got {self.surround}")
 
 
+@lru_cache(maxsize=8)
 def _channel_tables(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-channel uint16 lookups whose sum is a pixel's histogram bin."""
+    """Per-channel uint16 lookups whose sum is a pixel's histogram bin (made once per ``bits``)."""
     levels = np.arange(256, dtype=np.uint16) >> (8 - bits)
     return levels << (2 * bits), levels << bits, levels
 

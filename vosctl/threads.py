@@ -105,7 +105,7 @@ def default_threads(
     cores = available_cores() if cores is None else cores
     running = running_processes() if running == -1 else running
     own = own_running_threads() if own == -1 else own
-    others = max(0, (running or 1) - max(1, own or 1))
+    others = max(0, (running or 1) - (own or 1))
     return max(1, min(cores, cores - others))
 
 

@@ -70,6 +70,9 @@ from vosctl.results import FrameResult, ObjectResult
 # whole canvas (Segmenter._region_result_doubtful).
 REGION_MIN_PRESENCE = 0.9
 
+# The colour pass's stand-in mask for an object it does not draw (merge_windows never reads it).
+_NOTHING_DRAWN = np.zeros((0, 0), np.bool_)
+
 BoxXYWH = tuple[float, float, float, float]
 BoxesPrompt = list[BoxXYWH] | dict[int, BoxXYWH]
 """Boxes (x, y, w, h) in pixels: a list (object ids 1..N) or a mapping object id -> box."""
@@ -732,9 +735,9 @@ class Segmenter:
         drawn = [w if ok else (0, 0, 0, 0) for w, ok in zip(windows, visible)]
         refined, own = [], []
         for i, ((x0, y0, x1, y1), local, table) in enumerate(zip(drawn, logits, state.colour_tables)):
-            if x1 <= x0 or y1 <= y0:  # not drawn (lost or held): merge_windows skips it
+            if x1 <= x0 or y1 <= y0:  # not drawn (lost or held): merge_windows skips it, reads nothing
                 refined.append(local)
-                own.append(np.zeros(local.shape, np.bool_))
+                own.append(_NOTHING_DRAWN)
                 continue
             out = self._scratch(state, "colour", i, local.shape, np.float32)
             band = self._scratch(state, "colour_band", i, out.shape, np.bool_)
