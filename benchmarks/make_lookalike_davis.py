@@ -1,8 +1,9 @@
 """A look-alike proxy benchmark: DAVIS-2016 sequences where a twin of the target circles behind it.
 
     python benchmarks/make_lookalike_davis.py --davis ../davis2016 --out ../davis-twins \\
-        [--sequences a,b] [--split train] [--distance 0.8] [--context 0.5]
-    vosctl benchmark --davis ../davis-twins --split train --json twins.json
+        [--sequences a,b] [--split train] [--distance 0.8] [--context 0.5] \\
+        [--second-object] [--partner-offset K]
+    vosctl benchmark --davis ../davis-twins --split train [--year 2017] --json twins.json
 
 Spill onto look-alikes is the failure that costs most on sequences nobody here has seen (a dog
 onto flowers, a dancer onto the crowd, `flamingo` onto the bird behind), but the training
@@ -24,10 +25,21 @@ loses 0.139 J&F on the 24 training sequences with ``--context 0.5`` twins (0.033
 object-only ones). Neither proxy predicted that round's held-out verdict on a look-alike fine-tune (both
 ranked it above v6; the held-out set, -0.044), so both are diagnostics, not stand-ins for it.
 
-The output is a DAVIS-2016 folder (JPEG quality 95) with ``ImageSets/2016/<split>.txt`` listing
-the sequences. It is written to a temporary name and renamed when complete; an existing
-``--out`` is refused. The twins come from training sequences, which the shipped models were
-trained on, so the figures are for comparing trackers, not for quoting as accuracy.
+Two options make multi-object proxies (round 27), written as DAVIS-2017 folders:
+
+- ``--second-object``: the pasted object becomes object 2 of the ground truth (its pixels that the
+  target does not cover; palette PNGs, ``ImageSets/2017/<split>.txt``), so a tracker follows both:
+  a target with a look-alike behind it (``vosctl benchmark --davis OUT --year 2017``).
+- ``--partner-offset K``: the pasted object comes from the sequence K places further in the list
+  (cyclically) instead of the target's own, i.e. two different objects, the common DAVIS-2017 case.
+  Its frame is the same "half a sequence later" index, wrapped to its length.
+
+Without ``--second-object`` the output is a DAVIS-2016 folder (JPEG quality 95) with
+``ImageSets/2016/<split>.txt`` listing the sequences. It is written to a temporary name and
+renamed when complete; an existing ``--out`` is refused. The twins come from training sequences,
+which the shipped models were trained on, so the figures are for comparing trackers, not for
+quoting as accuracy. Round 27 measured how noisy the two-object proxies are: single objects swing
+by up to +-0.27 J&F between two merge settings, so only large, repeated gains mean anything.
 """
 
 from __future__ import annotations
@@ -127,9 +139,25 @@ def read_sequence(dataset: DavisDataset, name: str) -> tuple[list[str], list[np.
     return stems, frames, dataset.read_annotations(sequence, stems) > 0
 
 
-def write_sequence(dataset: DavisDataset, name: str, out: Path, distance: float, context: float = 0.0) -> int:
-    """One sequence with its twin into ``out`` (DAVIS layout); returns the number of frames."""
+def write_sequence(
+    dataset: DavisDataset,
+    name: str,
+    out: Path,
+    distance: float,
+    context: float = 0.0,
+    partner: str | None = None,
+    second_object: bool = False,
+) -> int:
+    """One sequence with its twin into ``out`` (DAVIS layout); returns the number of frames.
+
+    ``partner``: the sequence whose object is pasted (default: ``name`` itself, a twin).
+    ``second_object``: label the pasted object's visible pixels 2 (palette PNGs, DAVIS-2017).
+    """
     stems, frames, masks = read_sequence(dataset, name)
+    if partner is None or partner == name:
+        partner_frames, partner_masks = frames, masks
+    else:
+        _, partner_frames, partner_masks = read_sequence(dataset, partner)
     first = _centre_and_side(masks[0])
     if first is None:
         raise InputError(f"sequence '{name}': the first annotation is empty")
@@ -141,12 +169,38 @@ def write_sequence(dataset: DavisDataset, name: str, out: Path, distance: float,
     annotation_dir.mkdir(parents=True)
     count = len(stems)
     for t, stem in enumerate(stems):
-        source = (t + count // 2) % count
+        source = (t + count // 2) % count % len(partner_frames)
         angle = start + math.pi * t / count
-        frame = add_twin(frames[t], masks[t], frames[source], masks[source], angle, distance, context)
+        twin_frame, twin_mask = partner_frames[source], partner_masks[source]
+        frame = add_twin(frames[t], masks[t], twin_frame, twin_mask, angle, distance, context)
         cv2.imwrite(str(image_dir / f"{stem}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        cv2.imwrite(str(annotation_dir / f"{stem}.png"), masks[t].astype(np.uint8) * 255)
+        if second_object:
+            _write_labels(annotation_dir / f"{stem}.png", _two_object_labels(masks[t], twin_mask, angle, distance))
+        else:
+            cv2.imwrite(str(annotation_dir / f"{stem}.png"), masks[t].astype(np.uint8) * 255)
     return count
+
+
+def _two_object_labels(mask: np.ndarray, twin_mask: np.ndarray, angle: float, distance: float) -> np.ndarray:
+    """Target 1; the pasted object 2 where it shows (placed as :func:`add_twin` places it, behind the target)."""
+    labels = mask.astype(np.uint8)
+    matrix = twin_matrix(mask, twin_mask, angle, distance)
+    if matrix is not None:
+        height, width = mask.shape
+        placed = cv2.warpAffine(twin_mask.astype(np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR) > 0.5
+        labels[placed & ~mask] = 2
+    return labels
+
+
+def _write_labels(path: Path, labels: np.ndarray) -> None:
+    """A DAVIS-2017 palette PNG (ids kept as palette indices)."""
+    from PIL import Image
+
+    from vosctl.io.palette import DAVIS_PALETTE_BYTES
+
+    image = Image.fromarray(labels)
+    image.putpalette(DAVIS_PALETTE_BYTES)
+    image.save(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +213,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--context", type=float, default=0.0, help="paste the twin's surroundings too: margin / its longer side"
     )
+    parser.add_argument(
+        "--second-object", action="store_true", help="label the pasted object 2 and write a DAVIS-2017 folder"
+    )
+    parser.add_argument(
+        "--partner-offset",
+        type=int,
+        default=0,
+        help="paste the object of the sequence this many places further in the list (0: the target's own)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.out.exists():
@@ -167,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--distance must be >= 0, got {args.distance}")
         if args.context < 0:
             raise InputError(f"--context must be >= 0, got {args.context}")
+        if args.partner_offset < 0:
+            raise InputError(f"--partner-offset must be >= 0, got {args.partner_offset}")
         dataset = DavisDataset(args.davis, year="2016")
         # A name given twice is written once (as split_sequences reads a split file).
         if args.sequences:
@@ -175,10 +240,22 @@ def main(argv: list[str] | None = None) -> int:
             names = dataset.split_sequences(args.split)
         if not names:
             raise InputError(f"no sequences to write (split '{args.split}' under {args.davis})")
+        year = "2017" if args.second_object else "2016"
         with atomic_write(args.out, folder=True) as tmp:
-            frames = sum(write_sequence(dataset, name, tmp, args.distance, args.context) for name in names)
-            (tmp / "ImageSets" / "2016").mkdir(parents=True)
-            (tmp / "ImageSets" / "2016" / f"{args.split}.txt").write_text("\n".join(names) + "\n")
+            frames = sum(
+                write_sequence(
+                    dataset,
+                    name,
+                    tmp,
+                    args.distance,
+                    args.context,
+                    partner=names[(i + args.partner_offset) % len(names)],
+                    second_object=args.second_object,
+                )
+                for i, name in enumerate(names)
+            )
+            (tmp / "ImageSets" / year).mkdir(parents=True)
+            (tmp / "ImageSets" / year / f"{args.split}.txt").write_text("\n".join(names) + "\n")
     except InputError as error:
         print(f"make_lookalike_davis: error: {error}", file=sys.stderr)
         return 2

@@ -111,12 +111,69 @@ def test_writes_a_davis_folder_with_the_ground_truth_unchanged(tmp_path: Path, c
     assert DavisDataset(again, year="2016").split_sequences("train") == ["sq"]
 
 
+def _two_sequence_davis(root: Path) -> Path:
+    """Two sequences: "a", a red square moving right; "b", a blue square moving right lower down."""
+    red, blue = [], []
+    for t in range(FRAMES):
+        frame = np.full((H, W, 3), 100, np.uint8)
+        frame[_square(t)] = (230, 40, 40)  # RGB red
+        red.append(frame)
+        frame = np.full((H, W, 3), 100, np.uint8)
+        frame[np.roll(_square(t), 20, axis=0)] = (40, 40, 230)  # RGB blue
+        blue.append(frame)
+    masks = [_square(t) for t in range(FRAMES)]
+    return write_davis2016(root, {"a": (red, masks), "b": (blue, [np.roll(m, 20, axis=0) for m in masks])})
+
+
+def test_second_object_writes_a_two_object_davis2017_folder(tmp_path: Path) -> None:
+    source = _davis(tmp_path / "src")
+    out = tmp_path / "twins2"
+    assert _script().main(["--davis", str(source), "--out", str(out), "--second-object"]) == 0
+    assert not (out / "ImageSets" / "2016").exists()
+    dataset = DavisDataset(out, year="2017")
+    assert dataset.split_sequences("train") == ["sq"]
+    sequence = dataset.sequence("sq", need_images=True)
+    assert sequence is not None
+    for t, stem in enumerate(sequence.frame_stems):
+        labels = dataset.read_annotation(sequence.annotation_path(stem))
+        assert np.array_equal(labels == 1, _square(t))  # the target's ground truth, unchanged
+        twin = labels == 2
+        image = cv2.imread(str(sequence.image_path(stem)))
+        reddish = (image[..., 2] > 180) & (image[..., 0] < 90)
+        # Object 2 is the pasted copy: red inside its label (away from the feathered edge), and it
+        # holds most of the red outside the target.
+        core = cv2.erode(twin.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        assert twin.sum() > 100 and reddish[core].mean() > 0.9
+        assert (reddish & ~_square(t) & ~twin).sum() < 0.25 * (reddish & ~_square(t)).sum()
+    assert dataset.object_ids(dataset.read_annotation(sequence.annotation_path(sequence.frame_stems[0]))) == [1, 2]
+
+
+def test_partner_offset_pastes_another_sequences_object(tmp_path: Path) -> None:
+    source = _two_sequence_davis(tmp_path / "src")
+    out = tmp_path / "others"
+    assert _script().main(["--davis", str(source), "--out", str(out), "--partner-offset", "1"]) == 0
+    dataset = DavisDataset(out, year="2016")
+    assert dataset.split_sequences("train") == ["a", "b"]
+    # BGR channels: "a" (red, channel 2) gets b's blue square (channel 0), "b" gets a's red one.
+    for name, own, other in (("a", 2, 0), ("b", 0, 2)):
+        sequence = dataset.sequence(name, need_images=True)
+        assert sequence is not None
+        for stem in sequence.frame_stems:
+            target = dataset.read_annotation(sequence.annotation_path(stem)) > 0
+            image = cv2.imread(str(sequence.image_path(stem)))  # BGR
+            outside = image[~target]
+            pasted = (outside[:, other] > 180) & (outside[:, own] < 90)
+            assert pasted.sum() > 50  # a 16 px square, partly behind the target or off the frame
+            assert ((outside[:, own] > 180) & (outside[:, other] < 90)).sum() == 0  # no copy of itself
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--sequences", "ghost"], "sequence 'ghost' has no frames"),
         (["--distance", "-1"], "--distance must be >= 0"),
         (["--context", "-0.5"], "--context must be >= 0"),
+        (["--partner-offset", "-1"], "--partner-offset must be >= 0"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys, args, message) -> None:
