@@ -169,6 +169,7 @@ def write_sequence(
     annotation_dir.mkdir(parents=True)
     count = len(stems)
     for t, stem in enumerate(stems):
+        # Half a sequence later (another pose); a partner of another length wraps at its own end.
         source = (t + count // 2) % count % len(partner_frames)
         angle = start + math.pi * t / count
         twin_frame, twin_mask = partner_frames[source], partner_masks[source]
