@@ -32,14 +32,20 @@ def _blue_square() -> tuple[np.ndarray, np.ndarray]:
     return frame, mask
 
 
+def _moving_square(colour: tuple[int, int, int], down: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """RGB frames of a square of ``colour`` on grey, moving right, ``down`` px below :func:`_square`; its masks."""
+    masks = [np.roll(_square(t), down, axis=0) for t in range(FRAMES)]
+    frames = []
+    for mask in masks:
+        frame = np.full((H, W, 3), 100, np.uint8)
+        frame[mask] = colour
+        frames.append(frame)
+    return frames, masks
+
+
 def _davis(root: Path) -> Path:
     """A DAVIS-2016 folder: one sequence, a red square on a grey background, moving right."""
-    frames = []
-    for t in range(FRAMES):
-        frame = np.full((H, W, 3), 100, np.uint8)
-        frame[_square(t)] = (230, 40, 40)  # RGB red
-        frames.append(frame)
-    return write_davis2016(root, {"sq": (frames, [_square(t) for t in range(FRAMES)])})
+    return write_davis2016(root, {"sq": _moving_square((230, 40, 40))})
 
 
 def test_add_twin_pastes_beside_the_target_and_never_over_it() -> None:
@@ -113,16 +119,7 @@ def test_writes_a_davis_folder_with_the_ground_truth_unchanged(tmp_path: Path, c
 
 def _two_sequence_davis(root: Path) -> Path:
     """Two sequences: "a", a red square moving right; "b", a blue square moving right lower down."""
-    red, blue = [], []
-    for t in range(FRAMES):
-        frame = np.full((H, W, 3), 100, np.uint8)
-        frame[_square(t)] = (230, 40, 40)  # RGB red
-        red.append(frame)
-        frame = np.full((H, W, 3), 100, np.uint8)
-        frame[np.roll(_square(t), 20, axis=0)] = (40, 40, 230)  # RGB blue
-        blue.append(frame)
-    masks = [_square(t) for t in range(FRAMES)]
-    return write_davis2016(root, {"a": (red, masks), "b": (blue, [np.roll(m, 20, axis=0) for m in masks])})
+    return write_davis2016(root, {"a": _moving_square((230, 40, 40)), "b": _moving_square((40, 40, 230), down=20)})
 
 
 def test_second_object_writes_a_two_object_davis2017_folder(tmp_path: Path) -> None:

@@ -667,9 +667,10 @@ class Segmenter:
         ids = np.asarray([o.object_id for o in state.objects], np.uint8)
         labels = np.zeros((state.height, state.width), np.uint8)  # the only frame-sized write
         # Lost objects write nothing (rather than drift onto background): no window to merge.
+        drawn = [w if ok else (0, 0, 0, 0) for w, ok in zip(windows, visible)]
         merge_windows(
             labels,
-            [w if ok else (0, 0, 0, 0) for w, ok in zip(windows, visible)],
+            drawn,
             logits,
             own,
             state.prev_masks,
@@ -680,11 +681,10 @@ class Segmenter:
         # The colour pass below breaks overlap ties with the same previous masks as this merge.
         previous_masks = list(state.prev_masks) if state.colour_tables else state.prev_masks
 
-        results: dict[int, ObjectResult] = {}
+        reported: list[tuple[BoxXYWH | None, int]] = []  # per object: the box and area of its written mask
         for i, obj in enumerate(state.objects):
             # The reported confidence: the learned presence where the network has it, else the centre score.
-            score = float(result.presence[i] if self.has_presence_head else result.peak[i])
-            obj.score = score
+            obj.score = float(result.presence[i] if self.has_presence_head else result.peak[i])
             box, area = None, 0
             if not visible[i]:
                 obj.velocity = (0.0, 0.0)  # unseen this frame: no displacement to trust
@@ -703,19 +703,21 @@ class Segmenter:
                 else:
                     state.prev_masks[i] = LocalMask.from_window(x0, y0, final)
                     self._update_geometry(obj, box, area)
-            results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, round(score, 4), obj.lost)
+            reported.append((box, area))
         self._remember(state, rgb, labels, result.presence, visible)
         if state.colour_tables:
             # The colour cue refines what is written, never what the tracker carries on (prior,
             # place, size, memory: all taken above): fed back, it grew masks into background that
             # shares the object's colours. The label map is rewritten in place, window by window.
-            self._rewrite_with_colour(state, rgb, labels, windows, logits, visible, ids, previous_masks)
+            self._rewrite_with_colour(state, rgb, labels, drawn, logits, ids, previous_masks)
             for i, obj in enumerate(state.objects):
                 if visible[i]:
                     x0, y0, x1, y1 = windows[i]
-                    box, area = _window_box_and_area(labels[y0:y1, x0:x1] == obj.object_id, x0, y0)
-                    before = results[obj.object_id]
-                    results[obj.object_id] = ObjectResult(obj.object_id, _int_box(box), area, before.score, before.lost)
+                    reported[i] = _window_box_and_area(labels[y0:y1, x0:x1] == obj.object_id, x0, y0)
+        results = {
+            obj.object_id: ObjectResult(obj.object_id, _int_box(box), area, round(obj.score, 4), obj.lost)
+            for obj, (box, area) in zip(state.objects, reported)
+        }
         state.last_result = FrameResult(state.frame_index, labels, results)
         return state.last_result
 
@@ -724,15 +726,16 @@ class Segmenter:
         state: TrackState,
         rgb: np.ndarray,
         labels: np.ndarray,
-        windows: list[Window],
+        drawn: list[Window],
         logits: list[np.ndarray],
-        visible: list[bool],
         ids: np.ndarray,
         previous_masks: list[LocalMask],
     ) -> None:
-        """Redraw the visible objects' windows of ``labels`` from their logits plus colour evidence."""
+        """Redraw the drawn objects' windows of ``labels`` from their logits plus colour evidence.
+
+        ``drawn``: each object's window as the first merge drew it ((0, 0, 0, 0) for one not drawn).
+        """
         cfg = self.config
-        drawn = [w if ok else (0, 0, 0, 0) for w, ok in zip(windows, visible)]
         refined, own = [], []
         for i, ((x0, y0, x1, y1), local, table) in enumerate(zip(drawn, logits, state.colour_tables)):
             if x1 <= x0 or y1 <= y0:  # not drawn (lost or held): merge_windows skips it, reads nothing
