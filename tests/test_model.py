@@ -802,3 +802,62 @@ def test_distillation_pulls_only_where_the_student_and_its_teacher_differ(tmp_pa
     train(_tiny_run(tmp_path, "plain", 4, network=network), device="cpu", resume=False)
     taught, plain = (torch.load(tmp_path / r / "last.pt", weights_only=False)["model"] for r in ("distilled", "plain"))
     assert any(not torch.equal(taught[k], plain[k]) for k in plain)  # the same seed and batches otherwise
+
+
+def test_colour_input_starts_as_its_parent_and_reads_the_template_s_colours() -> None:
+    """colour_input: the template's colour histograms (object vs the rest of its crop) looked up over
+    the search crop, through a zero-initialised branch. A fine-tune from a parent without it starts
+    at the parent's outputs exactly; the branch gets gradients; a colour only on the object scores
+    +1 (clipped), one only around it -1, one on neither a mild pull in; a mask region's logits equal
+    the whole crop's away from the region's edge, as without the branch."""
+    from vosctl.model.network import colour_bin_index
+    from vosctl.train.loop import load_parent_weights
+
+    torch.manual_seed(3)
+    base = NetworkConfig(**{**SMALL.to_dict(), "mask_stride": 2})
+    parent = SiamDMN(base).eval()
+    child = SiamDMN(NetworkConfig(**{**base.to_dict(), "colour_input": True})).eval()
+    new_keys, narrowed = load_parent_weights(child, parent.state_dict(), parent.config)
+    assert sorted(new_keys) == ["colour_in.0.bias", "colour_in.0.weight", "colour_in.2.bias", "colour_in.2.weight"]
+    assert not narrowed
+    inputs = _inputs(2, base)
+    location = torch.tensor([[3, 3], [4, 2]])
+    with torch.no_grad():
+        a = parent(*inputs, location=location)
+        b = child(*inputs, location=location)
+    assert torch.equal(a.mask_logits, b.mask_logits) and torch.equal(a.score, b.score)
+
+    # A red object on a blue background: red is the object's colour, blue the surround's.
+    size = base.template_size
+    template = torch.zeros(1, 3, size, size)
+    template[:, 2] = 200.0
+    template_mask = torch.zeros(1, 1, size, size)
+    template_mask[..., 16:48, 16:48] = 1.0
+    template[..., 16:48, 16:48] = torch.tensor([220.0, 10.0, 10.0])[:, None, None]
+    colour = child.embed_template(template, template_mask).colour
+    assert colour is not None and colour.shape == (1, 4096)
+
+    def bin_of(rgb: tuple[float, float, float]) -> int:
+        return int(colour_bin_index(torch.tensor(rgb).view(1, 3, 1, 1))[0, 0])
+
+    assert colour[0, bin_of((220, 10, 10))] == 1.0 and colour[0, bin_of((0, 0, 200))] == -1.0
+    assert 0.0 < colour[0, bin_of((10, 200, 10))] < 0.5  # seen on neither side
+
+    child.train()
+    out = child(template.expand(2, -1, -1, -1), template_mask.expand(2, -1, -1, -1), *inputs[2:], location=location)
+    out.mask_logits.square().mean().backward()
+    assert child.colour_in[2].weight.grad.abs().sum() > 0
+    child.eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(child.colour_in[2].weight, std=0.5)
+        embedding = child.embed_template(*inputs[:2])
+        whole = child.forward_search(inputs[2], embedding, inputs[3], location=location, mask_on_grid=True)
+        part = child.forward_search(
+            inputs[2], embedding, inputs[3], location=location, mask_on_grid=True, mask_region=(4, 28, 6, 30)
+        )
+        moved = parent.forward_search(
+            inputs[2], parent.embed_template(*inputs[:2]), inputs[3], location=location, mask_on_grid=True
+        )
+    assert not torch.allclose(whole.mask_logits, moved.mask_logits)  # the branch, once trained, acts
+    inner = (..., slice(2 * 4 + 8, 2 * 28 - 8), slice(2 * 6 + 8, 2 * 30 - 8))
+    assert torch.allclose(whole.mask_logits[inner], part.mask_logits[inner], atol=1e-4)

@@ -181,3 +181,19 @@ def test_region_runs_are_redone_near_the_region_edge_or_below_the_presence_floor
     logits[0, 60:70, 232:236] = 2.2  # within 3 cells (12 px) of the region's right edge (240 px)
     assert reaches_region_edge(logits, region, 0.0)
     assert region_run_doubtful(np.float32([0.99]), [logits[0]], region, 0.0, 0.9)
+
+
+def test_memory_keeps_the_trusted_entry_s_colour_evidence() -> None:
+    """Colour tables (networks with colour_input) are never averaged with recent frames: a recent
+    mask may have spilled onto the background, the prompt's is exact."""
+
+    def with_colour(value: float) -> TemplateEmbedding:
+        return TemplateEmbedding(torch.full((1, 4, 2, 2), value), torch.full((1, 4), value), torch.full((1, 8), value))
+
+    memory = AppearanceMemory.from_embedding(MemoryConfig(bank_size=2, trusted_weight=0.5), with_colour(1.0))
+    memory.add_recent(0, with_colour(5.0))
+    combined = memory.combined()
+    assert torch.allclose(combined.kernel, torch.full((1, 4, 2, 2), 3.0))
+    assert torch.equal(combined.colour, torch.ones(1, 8))
+    assert memory.combined().colour is combined.colour  # cached until the memory changes
+    assert AppearanceMemory.from_embedding(MemoryConfig(), _embedding(1.0)).combined().colour is None

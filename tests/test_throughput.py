@@ -825,3 +825,46 @@ def test_short_clips_are_not_traced() -> None:
     for _ in range(TRACE_AFTER_USES):
         engine.search(search, embedding, prior, bias)
     assert len(engine._traces) == 1
+
+
+def test_a_colour_input_network_runs_through_traces_and_onnx_like_eager() -> None:
+    """The colour table is one more template input of the traced and exported search graphs."""
+    import torch
+
+    from vosctl.engine import TRACE_AFTER_USES, Engine
+    from vosctl.model.network import NetworkConfig, SiamDMN
+
+    torch.manual_seed(1)
+    config = NetworkConfig(template_size=64, search_size=128, mask_stride=2, presence_head=True, colour_input=True)
+    model = SiamDMN(config).eval()
+    torch.nn.init.normal_(model.colour_in[2].weight, std=0.5)  # as if trained: the branch acts
+    traced = Engine(model, device="cpu", precision="fp32")
+    eager = Engine(model, device="cpu", precision="fp32", trace=False)
+    template, masks, search, prior, bias = _random_inputs(traced, 2, 128, seed=4)
+    embedding = eager.embed(template, masks)
+    assert embedding.colour is not None and embedding.colour.shape == (2, 4096)
+    expected = eager.search(search, embedding, prior, bias)
+    for _ in range(TRACE_AFTER_USES + 1):
+        got = traced.search(search, traced.embed(template, masks), prior, bias)
+    assert traced._traces
+    np.testing.assert_allclose(got.mask_logits, expected.mask_logits, rtol=1e-4, atol=1e-3)
+
+
+def test_a_colour_input_network_exports_to_onnx() -> None:
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from vosctl.engine import Engine
+    from vosctl.model.network import NetworkConfig, SiamDMN
+    from vosctl.onnx_engine import OrtEngine
+
+    torch.manual_seed(1)
+    config = NetworkConfig(template_size=64, search_size=128, mask_stride=2, presence_head=True, colour_input=True)
+    model = SiamDMN(config).eval()
+    torch.nn.init.normal_(model.colour_in[2].weight, std=0.5)
+    eager = Engine(model, device="cpu", precision="fp32", trace=False)
+    template, masks, search, prior, bias = _random_inputs(eager, 2, 128, seed=4)
+    embedding = eager.embed(template, masks)
+    expected = eager.search(search, embedding, prior, bias)
+    exported = OrtEngine(model, threads=1).search(search, embedding, prior, bias)
+    np.testing.assert_allclose(exported.mask_logits, expected.mask_logits, rtol=1e-4, atol=2e-4)

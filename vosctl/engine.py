@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from vosctl.errors import InputError
-from vosctl.model.network import SiamDMN, TemplateEmbedding, fuse_for_inference
+from vosctl.model.network import SiamDMN, TemplateEmbedding, fuse_for_inference, template_fields
 
 
 def pick_device(device: str) -> torch.device:
@@ -176,11 +176,6 @@ class SearchResult:
     presence: np.ndarray  # (N,) float32 probability that the object is in the canvas (peak if no head)
 
 
-def template_fields() -> list[str]:
-    """TemplateEmbedding's tensors in field order: the search graph's trailing inputs."""
-    return [f.name for f in dataclasses.fields(TemplateEmbedding)]
-
-
 class SearchGraph(nn.Module):
     """forward_search + the engine's post-processing with plain tensor inputs and outputs.
 
@@ -194,7 +189,7 @@ class SearchGraph(nn.Module):
     def __init__(self, model: SiamDMN, mask_region: tuple[int, int, int, int] | None = None) -> None:
         super().__init__()
         self.model = model
-        self.fields = template_fields()
+        self.fields = template_fields(model.config)
         self.mask_region = mask_region  # fixed per graph (a trace bakes it in): see SiamDMN.forward_search
 
     def forward(self, search: torch.Tensor, prior: torch.Tensor, score_bias: torch.Tensor, *template: torch.Tensor):
@@ -217,7 +212,7 @@ class EmbedGraph(nn.Module):
     def __init__(self, model: SiamDMN) -> None:
         super().__init__()
         self.model = model
-        self.fields = template_fields()
+        self.fields = template_fields(model.config)
 
     def forward(self, template: torch.Tensor, template_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         embedding = self.model.embed_template(template, template_mask)
@@ -450,10 +445,10 @@ class Engine:
         n = search.shape[0]
         if score_bias is None:  # no motion penalty: a zero bias (one graph signature for both cases)
             score_bias = search.new_zeros(n, 1, search.shape[2] // 16, search.shape[3] // 16)
-        inputs = (search, prior, score_bias, *(getattr(templates, name) for name in template_fields()))
         graph = self._graphs.get(mask_region)
         if graph is None:
             graph = self._graphs[mask_region] = SearchGraph(self.model, mask_region).eval()
+        inputs = (search, prior, score_bias, *(getattr(templates, name) for name in graph.fields))
         with torch.inference_mode(), self._autocast():
             runner = self._traced(graph, inputs, self._traces, mask_region)
             mask_logits, peak, similarity, presence = self._run(graph, runner, inputs)

@@ -78,7 +78,7 @@ class AppearanceMemory:
     def combined(self) -> TemplateEmbedding:
         """One embedding per object: the trusted entry and the bank's mean, weighted."""
         if self._combined is None:
-            kernels, prototypes = [], []
+            kernels, prototypes, colours = [], [], []
             for trusted, entries in zip(self.trusted, self.bank):
                 kernel, prototype = trusted.kernel, trusted.prototype
                 if entries:
@@ -89,5 +89,9 @@ class AppearanceMemory:
                     prototype = w * prototype + (1 - w) * bank_proto
                 kernels.append(kernel)
                 prototypes.append(prototype)
-            self._combined = TemplateEmbedding(torch.cat(kernels), torch.cat(prototypes))
+                colours.append(trusted.colour)
+            # Colour evidence (networks with NetworkConfig.colour_input) is the trusted entry's alone:
+            # a prompt's mask is exact, a recent frame's may have spilled onto the background.
+            colour = None if colours[0] is None else torch.cat(colours)
+            self._combined = TemplateEmbedding(torch.cat(kernels), torch.cat(prototypes), colour)
         return self._combined

@@ -93,7 +93,7 @@ def cache_key(model: SiamDMN) -> str:
     parts = {
         "weights": _weights_hash(model),
         "config": model.config.to_dict(),
-        "fields": template_fields(),
+        "fields": template_fields(model.config),
         "export": EXPORT_VERSION,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
@@ -111,7 +111,7 @@ def _example_inputs(model: SiamDMN, objects: int = 2) -> tuple[torch.Tensor, ...
     search = torch.rand(objects, 3, size, size) * 255
     prior = torch.zeros(objects, 1, size, size)
     bias = torch.zeros(objects, 1, size // cfg.feature_stride, size // cfg.feature_stride)
-    return (search, prior, bias, *(getattr(embedding, name).clone() for name in template_fields()))
+    return (search, prior, bias, *(getattr(embedding, name).clone() for name in template_fields(model.config)))
 
 
 def export_search(model: SiamDMN, path: Path) -> None:
@@ -123,8 +123,8 @@ def export_search(model: SiamDMN, path: Path) -> None:
     rows, cols = torch.export.Dim("rows16", min=1, max=512), torch.export.Dim("cols16", min=1, max=512)
     canvas = {0: batch, 2: 16 * rows, 3: 16 * cols}
     # The template fields are forward()'s *args: one nested entry holding one spec per field.
-    dynamic = (canvas, canvas, {0: batch, 2: rows, 3: cols}, tuple({0: batch} for _ in template_fields()))
-    names = ["search", "prior", "score_bias", *template_fields()]
+    dynamic = (canvas, canvas, {0: batch, 2: rows, 3: cols}, tuple({0: batch} for _ in template_fields(model.config)))
+    names = ["search", "prior", "score_bias", *template_fields(model.config)]
     # Export-only substitute for the grouped convolution (an instance attribute shadows the method).
     model._depthwise_xcorr = _xcorr_exportable  # type: ignore[method-assign]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +192,7 @@ class OrtEngine(Engine):
                 np.zeros((n, 1, height // 16, width // 16), np.float32) if score_bias is None else score_bias
             ),
         }
-        for name in template_fields():
+        for name in template_fields(self.model.config):
             feeds[name] = getattr(templates, name).detach().float().numpy()
         mask_logits, peak, similarity, presence = self.session.run(list(OUTPUTS), feeds)
         return SearchResult(mask_logits=mask_logits, peak=peak, similarity=similarity, presence=presence)

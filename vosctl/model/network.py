@@ -34,6 +34,12 @@ from vosctl.model.backbone import STAGE_CHANNELS, STRIDE2_CHANNELS, MobileNetV2F
 # outside a pasted crop: the one "certainly background" logit.
 OUTSIDE_REGION_LOGIT = -30.0
 
+# The colour input's histogram (NetworkConfig.colour_input): 16 levels per channel, the bins of the
+# tracker's written-mask colour cue (vosctl.colour), and the log ratio clipped at +-3 like it, then
+# divided by 3 so the network sees [-1, 1].
+COLOUR_BITS = 4
+COLOUR_CLIP = 3.0
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -64,6 +70,12 @@ class NetworkConfig:
     # with the backbone's ``features[1]`` (finer boundaries for large, downscaled objects).
     mask_stride: int = 4
     presence_head: bool = False  # a learned "is the object in this crop" output (extras["presence"])
+    # Colour evidence as an input of the mask features: the template crop's colour histograms (its
+    # object vs the rest of the crop) looked up over the search crop, at stride 4, through a small
+    # zero-initialised branch added to the FPN's stride-4 output. A fine-tune from a model without
+    # it starts exactly where its parent was, and training learns where colour is worth trusting
+    # (the tracker's fixed-weight cue on the written masks cannot). Not yet in a shipped model.
+    colour_input: bool = False
     # The search crop the tracker resamples the search window to, where it is not ``search_size``:
     # the same window (``window_factor``), finer or coarser. A property of the shipped model, chosen
     # on training sequences (model card); training always uses ``search_size``. None: search_size.
@@ -138,9 +150,41 @@ class TemplateEmbedding:
 
     kernel: torch.Tensor  # (N, C, k, k) mask-weighted template features, the xcorr kernel
     prototype: torch.Tensor  # (N, C) mean feature inside the first-frame mask
+    # (N, 2^(3 x COLOUR_BITS)) colour evidence per histogram bin, in [-1, 1]; networks with
+    # ``colour_input`` only (None otherwise)
+    colour: torch.Tensor | None = None
 
     def select(self, index: torch.Tensor | list[int]) -> TemplateEmbedding:
-        return TemplateEmbedding(self.kernel[index], self.prototype[index])
+        colour = None if self.colour is None else self.colour[index]
+        return TemplateEmbedding(self.kernel[index], self.prototype[index], colour)
+
+
+def template_fields(config: NetworkConfig) -> list[str]:
+    """The TemplateEmbedding fields a network of ``config`` fills, in order (traced graphs' inputs)."""
+    return ["kernel", "prototype"] + (["colour"] if config.colour_input else [])
+
+
+def colour_bin_index(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB 0..255 -> (N, H x W) long: each pixel's colour-histogram bin."""
+    levels = 1 << COLOUR_BITS
+    rgb = (images.float() * (levels / 256.0)).floor().clamp(0, levels - 1).long()
+    return (rgb[:, 0] * (levels * levels) + rgb[:, 1] * levels + rgb[:, 2]).flatten(1)
+
+
+def colour_evidence_table(template: torch.Tensor, template_mask: torch.Tensor) -> torch.Tensor:
+    """(N, bins) clipped log(p_object / p_rest) of each colour over the template crop, / COLOUR_CLIP.
+
+    The rest of the crop is the object's surround at the template's context (as ``vosctl.colour``'s
+    surround box); one pseudo-count per bin on both sides, as there.
+    """
+    with torch.autocast(template.device.type, enabled=False):
+        index = colour_bin_index(template)
+        inside = F.interpolate(template_mask.float(), size=template.shape[-2:], mode="nearest").flatten(1)
+        bins = 1 << (3 * COLOUR_BITS)
+        fg = inside.new_ones(inside.shape[0], bins).scatter_add(1, index, inside)
+        bg = inside.new_ones(inside.shape[0], bins).scatter_add(1, index, 1.0 - inside)
+        ratio = torch.log(fg / fg.sum(1, keepdim=True)) - torch.log(bg / bg.sum(1, keepdim=True))
+        return ratio.clamp(-COLOUR_CLIP, COLOUR_CLIP) / COLOUR_CLIP
 
 
 @dataclass
@@ -184,6 +228,9 @@ class SiamDMN(nn.Module):
             self.fine = nn.Sequential(conv_bn_relu(STRIDE2_CHANNELS + mc, 16), nn.Conv2d(16, mc, 1))
         if config.fine_prototype:
             self.fine_prototype = nn.Linear(c8, emb)
+        if config.colour_input:
+            # Zero last layer: adds exactly nothing until trained (see NetworkConfig.colour_input).
+            self.colour_in = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(16, fpn, 1))
         if config.presence_head:
             # Presence from the head's features at the chosen cell and at its strongest cell
             # anywhere, plus the score and appearance similarity there (SAM 2's object score).
@@ -202,6 +249,9 @@ class SiamDMN(nn.Module):
         if self.config.fine_prototype:
             nn.init.zeros_(self.fine_prototype.weight)
             nn.init.zeros_(self.fine_prototype.bias)
+        if self.config.colour_input:
+            nn.init.zeros_(self.colour_in[-1].weight)
+            nn.init.zeros_(self.colour_in[-1].bias)
         if self.config.mask_stride == 2:
             # Zero residual: a model fine-tuned from a stride-4 one starts with its exact features, upsampled.
             nn.init.zeros_(self.fine[-1].weight)
@@ -234,7 +284,8 @@ class SiamDMN(nn.Module):
         if cfg.fine_prototype:
             fine_mask = F.adaptive_avg_pool2d(template_mask, f8.shape[-2:])
             prototype = prototype + self.fine_prototype(self._masked_mean(f8, fine_mask))
-        return TemplateEmbedding(kernel=feat * weight, prototype=prototype)
+        colour = colour_evidence_table(template, template_mask) if cfg.colour_input else None
+        return TemplateEmbedding(kernel=feat * weight, prototype=prototype, colour=colour)
 
     def _masked_mean(self, features: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
         """(N, C) mean of ``features`` over the cells, each weighted by its mask coverage to ``prototype_power``."""
@@ -292,16 +343,19 @@ class SiamDMN(nn.Module):
         # The whole-crop path keeps its own lines: the ONNX export traces it with symbolic canvas
         # sides, which the region's index arithmetic would turn into shape guards.
         p16 = self.lateral16(torch.cat([s16, response], 1))
+        colour4 = self._colour_features(search, template, f4.shape[-2:]) if cfg.colour_input else None
         if mask_region is None:
             p8 = self.smooth8(self.lateral8(f8) + F.interpolate(p16, size=f8.shape[-2:], mode="nearest"))
             # channels_last for the upsampling: a fused trace hands p8 over as NCHW, where bilinear
             # upsampling of 64 channels takes ~4x longer on the CPU (0.57 vs 0.14 ms); a no-op elsewhere.
             p8 = p8.contiguous(memory_format=torch.channels_last)
             p4 = self.lateral4(f4) + F.interpolate(p8, size=f4.shape[-2:], mode="bilinear", align_corners=False)
+            if colour4 is not None:
+                p4 = p4 + colour4
             if cfg.use_prior:
                 p4 = torch.cat([p4, prior4], 1)
         else:
-            p4, f2 = self._fpn_region(p16, f8, f4, f2, prior4 if cfg.use_prior else None, mask_region)
+            p4, f2 = self._fpn_region(p16, f8, f4, f2, prior4 if cfg.use_prior else None, mask_region, colour4)
         grid_h, grid_w = f4.shape[-2:]
         mask_features = self.mask_tower(p4)
         if cfg.mask_stride == 2:
@@ -342,6 +396,23 @@ class SiamDMN(nn.Module):
             extras["presence"] = self.presence(features.to(hidden.dtype))[:, 0]
         return SearchOutput(score=score, mask_logits=mask_logits, location=location, extras=extras)
 
+    def _colour_features(
+        self, search: torch.Tensor, template: TemplateEmbedding, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """The colour branch's (N, fpn, h4, w4) term: the template's colour evidence over the search crop.
+
+        Looked up at every second pixel (a quarter of the lookups; the average over a stride-4
+        cell's four samples is what the branch sees) and pooled to the stride-4 grid.
+        """
+        if template.colour is None:
+            raise ValueError("this network takes colour evidence: embed its templates with embed_template")
+        with torch.autocast(search.device.type, enabled=False):
+            sampled = search[:, :, ::2, ::2]
+            evidence = template.colour.float().gather(1, colour_bin_index(sampled))
+            evidence = evidence.reshape(search.shape[0], 1, sampled.shape[2], sampled.shape[3])
+            evidence = F.adaptive_avg_pool2d(evidence, size)
+        return self.colour_in(evidence.to(search.dtype))
+
     def _fpn_region(
         self,
         p16: torch.Tensor,
@@ -350,6 +421,7 @@ class SiamDMN(nn.Module):
         f2: torch.Tensor,
         prior4: torch.Tensor | None,
         mask_region: tuple[int, int, int, int],
+        colour4: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The FPN's stride-4 output (with the prior) and the stride-2 features over ``mask_region`` only.
 
@@ -372,6 +444,8 @@ class SiamDMN(nn.Module):
         up8 = F.interpolate(p8, size=size, mode="bilinear", align_corners=False)
         up8 = up8[:, :, top - 2 * top8 : bottom - 2 * top8, left - 2 * left8 : right - 2 * left8]
         p4 = self.lateral4(f4[:, :, top:bottom, left:right]) + up8
+        if colour4 is not None:  # made over the whole grid, so its 3x3 is exact at the region's edge
+            p4 = p4 + colour4[:, :, top:bottom, left:right]
         if prior4 is not None:
             p4 = torch.cat([p4, prior4[:, :, top:bottom, left:right]], 1)
         return p4, f2[:, :, 2 * top : 2 * bottom, 2 * left : 2 * right]

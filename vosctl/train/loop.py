@@ -290,7 +290,8 @@ def _forward_pair(model: SiamDMN, tensors: dict[str, torch.Tensor], location: to
         a = tensors["mix"].to(template.kernel.dtype)
         kernel = a[:, None, None, None] * template.kernel + (1 - a[:, None, None, None]) * recent.kernel
         prototype = a[:, None] * template.prototype + (1 - a[:, None]) * recent.prototype
-        template = TemplateEmbedding(kernel, prototype)
+        # Colour evidence: the first template's only, as in the tracker's memory.
+        template = TemplateEmbedding(kernel, prototype, template.colour)
     return model.forward_search(tensors["search"], template, tensors["prior"], location=location)
 
 
