@@ -298,6 +298,10 @@ def test_local_mask_crop_equals_frame_crop() -> None:
         local.crop(matrix, (256, 256), out), crop_image(mask.astype(np.uint8) * 255, matrix, 256)
     )
     assert LocalMask.from_frame(np.zeros((240, 320), bool)).is_empty
+    ys, xs = np.mgrid[-5:245:7, -5:325:3]  # off the frame too: 0 there
+    frame = np.pad(mask * 255, 5).astype(np.uint8)
+    np.testing.assert_array_equal(local.values_at(ys.ravel(), xs.ravel()), frame[ys.ravel() + 5, xs.ravel() + 5])
+    assert not LocalMask.empty().values_at(np.array([1]), np.array([2])).any()
 
 
 def test_window_merge_equals_frame_merge() -> None:

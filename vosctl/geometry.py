@@ -304,6 +304,16 @@ class LocalMask:
             return out
         return crop_image(self.mask, shift_matrix(matrix, self.x0, self.y0), size, out=out)
 
+    def values_at(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """The mask's values (uint8 0/255) at frame pixels (``ys``, ``xs``); 0 outside its box."""
+        out = np.zeros(ys.shape, np.uint8)
+        if self.is_empty:
+            return out
+        rows, cols = ys - self.y0, xs - self.x0
+        inside = (rows >= 0) & (rows < self.mask.shape[0]) & (cols >= 0) & (cols < self.mask.shape[1])
+        out[inside] = self.mask[rows[inside], cols[inside]]
+        return out
+
     def paste_into(self, target: np.ndarray, x0: int, y0: int) -> None:
         """Write this mask into ``target``, a window whose frame origin is (x0, y0) (other pixels untouched)."""
         if self.is_empty:
