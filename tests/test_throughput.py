@@ -182,8 +182,12 @@ def test_precision_auto_only_native() -> None:
         assert choose_precision("auto", cpu, Capabilities(sapphire.cpu_flags, cap, onednn_fusion=True)) == "bf16", cap
     assert choose_precision("auto", cpu, Capabilities(avx2.cpu_flags, onednn_fusion=True)) == "fp32"
     assert choose_precision("bf16", cpu, zen4) == "bf16"
-    # CUDA: bf16 from Ampere, fp16 on tensor-core GPUs before it, fp32 otherwise.
+    # CUDA: fp32 on Hopper (measured faster there), bf16 on Ampere and later others, fp16 on
+    # tensor-core GPUs before it, fp32 otherwise.
+    assert choose_precision("auto", cuda, Capabilities(cuda_capability=(9, 0))) == "fp32"  # H100, H200
     assert choose_precision("auto", cuda, Capabilities(cuda_capability=(8, 6))) == "bf16"
+    assert choose_precision("auto", cuda, Capabilities(cuda_capability=(10, 0))) == "bf16"
+    assert choose_precision("bf16", cuda, Capabilities(cuda_capability=(9, 0))) == "bf16"
     assert choose_precision("auto", cuda, Capabilities(cuda_capability=(7, 5))) == "fp16"  # T4
     assert choose_precision("auto", cuda, Capabilities(cuda_capability=(6, 1))) == "fp32"
     # An explicit request is honoured; a bad one is a clear error.

@@ -129,8 +129,12 @@ def choose_precision(requested: str, device: torch.device, capabilities: Capabil
     CPU with native bf16: where the fp32 path runs as oneDNN-fused traces (x86-64), fp32 — on an
     AVX512_BF16 CPU (AMD Zen 4) it was 1.22x eager bf16's speed end to end and 0.002 J&F more
     accurate (round 25) — except with AMX tiles (Sapphire Rapids), where bf16 stays (not measured
-    here); without fused traces, bf16. CUDA: bf16 from compute capability 8.0 (Ampere), fp16 from
-    7.0 (tensor cores: V100, T4), else fp32. An explicit request is honoured as asked.
+    here); without fused traces, bf16. CUDA: fp32 on Hopper (compute capability 9.x), where this
+    small network's time is set by kernel launches, not arithmetic, and fp32 measured faster on an
+    H200 each time it was timed (network alone, 1-4 objects: 4.4 / 3.9 / 4.8 ms against bf16's
+    5.8 / 5.7 / 5.8 in round 28; 5.8 vs 7.2 ms in round 17); bf16 on other GPUs from compute
+    capability 8.0 (Ampere; not measured here), fp16 from 7.0 (tensor cores: V100, T4), else fp32.
+    An explicit request is honoured as asked.
     """
     if requested not in PRECISIONS:
         raise InputError(f"unknown precision '{requested}' (use {', '.join(PRECISIONS)})")
@@ -138,6 +142,8 @@ def choose_precision(requested: str, device: torch.device, capabilities: Capabil
         return requested
     if device.type == "cuda":
         cc = capabilities.cuda_capability or (0, 0)
+        if cc[0] == 9:
+            return "fp32"
         if cc >= (8, 0):
             return "bf16"
         return "fp16" if cc >= (7, 0) else "fp32"
