@@ -467,6 +467,24 @@ def test_onnx_engine_falls_back_to_torch(monkeypatch, capsys) -> None:
         onnx_engine.make_engine(SiamDMN(NetworkConfig()), "tensorrt", "cpu", "auto", 1)
 
 
+def test_auto_engine_keeps_torch_where_its_fp32_traces_are_fused(monkeypatch) -> None:
+    """engine="auto": ONNX Runtime only where torch runs fp32 without oneDNN-fused traces (on a
+    Zen 4 with them, torch was 1.57x ONNX Runtime end to end, round 28)."""
+    import vosctl.engine as engine_module
+    import vosctl.onnx_engine as onnx_engine
+    from vosctl.model.network import NetworkConfig, SiamDMN
+
+    built = []
+    monkeypatch.setattr(onnx_engine, "OrtEngine", lambda *args, **kwargs: built.append(args) or "ort")
+    model = SiamDMN(NetworkConfig())
+    monkeypatch.setattr(engine_module, "onednn_fusion_available", lambda device: True)
+    fused = onnx_engine.make_engine(model, "auto", "cpu", "fp32", 1)
+    assert fused.backend == "torch" and fused.fuse and not built
+    monkeypatch.setattr(engine_module, "onednn_fusion_available", lambda device: False)
+    assert onnx_engine.make_engine(model, "auto", "cpu", "fp32", 1) == "ort" and len(built) == 1
+    assert onnx_engine.make_engine(model, "auto", "cpu", "bf16", 1).backend == "torch"  # bf16: torch
+
+
 @pytest.mark.skipif(
     os.environ.get("VOSCTL_TEST_ONNX") != "1",
     reason="exports the model (minutes on a loaded machine): VOSCTL_TEST_ONNX=1",

@@ -94,7 +94,8 @@ class SegmenterConfig:
     full_frame_max_pixels: int = 2048 * 2048
     precision: str = "auto"  # "auto" (the fastest native one, see engine.choose_precision), "fp32", "bf16", "fp16"
     # "torch", or "onnx": the per-frame search in ONNX Runtime on CPU (vosctl.onnx_engine; exported
-    # and cached at first use, torch as the fallback); "auto": onnx on a CPU without native bf16.
+    # and cached at first use, torch as the fallback); "auto": onnx on a CPU where torch runs fp32
+    # without oneDNN-fused traces (onnx_engine.make_engine), else torch.
     engine: str = "torch"
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
