@@ -232,6 +232,40 @@ def test_threads_are_split_between_workers_not_multiplied() -> None:
     assert threads_per_worker(2, total=8) == 4 and threads_per_worker(3, total=8) == 2
 
 
+def swallowed_sigterm_job(folder: str) -> str:
+    """A task whose worker gets SIGTERM while extension code swallows the handler's exception (round
+    25 saw this); it goes on with a per-frame loop, as a segment job does, and keeps a temporary."""
+    import signal
+    import time
+
+    from vosctl.jobs.signals import Terminated, raise_if_interrupted
+
+    temporary = Path(folder) / f".job-{os.getpid()}.tmp"
+    temporary.touch()
+    try:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
+        except Terminated:
+            pass
+        for _ in range(50):
+            raise_if_interrupted()
+            time.sleep(0.01)
+        return "finished"
+    finally:
+        temporary.unlink()
+
+
+def test_a_signalled_worker_removes_its_temporaries_even_when_the_signal_was_swallowed(tmp_path) -> None:
+    """Workers run each task under graceful_termination: a SIGTERM (or Ctrl-C) unwinds the task,
+    so its temporaries go, even when the handler's exception was lost; the worker then exits
+    (retried once, then reported as failed) instead of being killed with its temporaries left."""
+    results = dict(LocalBackend(1, threads=1).run(swallowed_sigterm_job, [str(tmp_path)]))
+    assert isinstance(results[0], TaskFailed) and "died" in results[0].message
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 def test_local_backend_reports_a_task_exception_and_goes_on() -> None:
     results = dict(LocalBackend(2, threads=1).run(int, ["1", "x", "3"]))
     assert results[0] == 1 and results[2] == 3

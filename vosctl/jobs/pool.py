@@ -114,6 +114,7 @@ def _worker_main(conn: Any, threads: int) -> None:
     # Before torch is imported (it reads these when its OpenMP runtime starts).
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
+    from vosctl.jobs.signals import Terminated, graceful_termination, pending_interruption
     from vosctl.threads import apply_thread_policy
 
     _CACHE[("threads",)] = apply_thread_policy(threads)
@@ -130,12 +131,19 @@ def _worker_main(conn: Any, threads: int) -> None:
             os._exit(0)
         index, fn, payload = message
         _set_reporter(lambda frames, index=index: conn.send(("progress", index, frames)))
+        # Ctrl-C and SIGTERM (the parent stopping a busy worker, a `kill`) unwind the task like Ctrl-C
+        # in a single run, so its temporaries are removed; a signal whose exception extension code
+        # swallowed is still seen (the job's per-frame raise_if_interrupted, then the check below).
         try:
-            result = fn(payload)
-        except KeyboardInterrupt:
+            with graceful_termination():
+                try:
+                    result = fn(payload)
+                except Exception as error:  # a SystemError may be a swallowed signal: checked next
+                    result = _failure(error)
+                if pending_interruption() is not None:
+                    return
+        except (KeyboardInterrupt, Terminated):
             return
-        except Exception as error:
-            result = _failure(error)
         try:
             conn.send((index, result))
         except (BrokenPipeError, OSError):  # the parent is gone
@@ -235,7 +243,8 @@ class LocalBackend:
 def _stop(pool: list[_Worker]) -> None:
     """Idle workers are told to exit. Busy ones only remain when the batch was interrupted
     (Ctrl-C, SIGTERM, an exception in the caller): they get SIGINT, so the job in progress
-    removes its temporaries as a Ctrl-C would, and are terminated if they do not stop."""
+    removes its temporaries as a Ctrl-C would, and are sent SIGTERM if they do not stop (which
+    unwinds a task the same way: each runs under graceful_termination in its worker)."""
     import signal
 
     for worker in pool:
