@@ -235,20 +235,16 @@ def test_threads_are_split_between_workers_not_multiplied() -> None:
 def swallowed_sigterm_job(folder: str) -> str:
     """A task whose worker gets SIGTERM while extension code swallows the handler's exception (round
     25 saw this); it goes on with a per-frame loop, as a segment job does, and keeps a temporary."""
-    import signal
     import time
 
-    from vosctl.jobs.signals import Terminated, raise_if_interrupted
+    from test_signals import swallowed_sigterm
+
+    from vosctl.jobs.signals import raise_if_interrupted
 
     temporary = Path(folder) / f".job-{os.getpid()}.tmp"
     temporary.touch()
     try:
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(1000):
-                pass
-        except Terminated:
-            pass
+        swallowed_sigterm()
         for _ in range(50):
             raise_if_interrupted()
             time.sleep(0.01)

@@ -65,7 +65,7 @@ def test_deferral_holds_when_another_thread_receives_the_signal() -> None:
     assert done == ["all outputs moved"]
 
 
-def _swallowed_sigterm() -> None:
+def swallowed_sigterm() -> None:
     """SIGTERM whose exception is lost, as when C++ extension code runs the handler and clears it."""
     try:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -81,7 +81,7 @@ def test_a_swallowed_signal_still_stops_the_run() -> None:
     with graceful_termination():
         raise_if_interrupted()  # nothing received: nothing raised
         assert pending_interruption() is None
-        _swallowed_sigterm()
+        swallowed_sigterm()
         stop = pending_interruption()
         assert isinstance(stop, Terminated) and stop.signum == signal.SIGTERM
         with pytest.raises(Terminated):
@@ -96,7 +96,7 @@ def test_the_cli_reports_a_signal_whose_exception_was_lost_or_replaced(monkeypat
     import vosctl.jobs.segment as segment
 
     def run(options) -> int:
-        _swallowed_sigterm()
+        swallowed_sigterm()
         if after == "system-error":
             raise SystemError("<built-in method> returned a result with an exception set")
         return 0
