@@ -853,17 +853,24 @@ def test_short_clips_are_not_traced() -> None:
     assert len(engine._traces) == 1
 
 
-def test_a_colour_input_network_runs_through_traces_and_onnx_like_eager() -> None:
-    """The colour table is one more template input of the traced and exported search graphs."""
+def _trained_colour_model():
+    """A small colour_input network whose colour branch acts (as if trained; it starts at zero)."""
     import torch
 
-    from vosctl.engine import TRACE_AFTER_USES, Engine
     from vosctl.model.network import NetworkConfig, SiamDMN
 
     torch.manual_seed(1)
     config = NetworkConfig(template_size=64, search_size=128, mask_stride=2, presence_head=True, colour_input=True)
     model = SiamDMN(config).eval()
-    torch.nn.init.normal_(model.colour_in[2].weight, std=0.5)  # as if trained: the branch acts
+    torch.nn.init.normal_(model.colour_in[2].weight, std=0.5)
+    return model
+
+
+def test_a_colour_input_network_runs_through_traces_like_eager() -> None:
+    """The colour table is one more template input of the traced search graphs (and the exported one, below)."""
+    from vosctl.engine import TRACE_AFTER_USES, Engine
+
+    model = _trained_colour_model()
     traced = Engine(model, device="cpu", precision="fp32")
     eager = Engine(model, device="cpu", precision="fp32", trace=False)
     template, masks, search, prior, bias = _random_inputs(traced, 2, 128, seed=4)
@@ -878,16 +885,11 @@ def test_a_colour_input_network_runs_through_traces_and_onnx_like_eager() -> Non
 
 def test_a_colour_input_network_exports_to_onnx() -> None:
     pytest.importorskip("onnxruntime")
-    import torch
 
     from vosctl.engine import Engine
-    from vosctl.model.network import NetworkConfig, SiamDMN
     from vosctl.onnx_engine import OrtEngine
 
-    torch.manual_seed(1)
-    config = NetworkConfig(template_size=64, search_size=128, mask_stride=2, presence_head=True, colour_input=True)
-    model = SiamDMN(config).eval()
-    torch.nn.init.normal_(model.colour_in[2].weight, std=0.5)
+    model = _trained_colour_model()
     eager = Engine(model, device="cpu", precision="fp32", trace=False)
     template, masks, search, prior, bias = _random_inputs(eager, 2, 128, seed=4)
     embedding = eager.embed(template, masks)

@@ -111,7 +111,7 @@ def _example_inputs(model: SiamDMN, objects: int = 2) -> tuple[torch.Tensor, ...
     search = torch.rand(objects, 3, size, size) * 255
     prior = torch.zeros(objects, 1, size, size)
     bias = torch.zeros(objects, 1, size // cfg.feature_stride, size // cfg.feature_stride)
-    return (search, prior, bias, *(getattr(embedding, name).clone() for name in template_fields(model.config)))
+    return (search, prior, bias, *(getattr(embedding, name).clone() for name in template_fields(cfg)))
 
 
 def export_search(model: SiamDMN, path: Path) -> None:
@@ -123,8 +123,9 @@ def export_search(model: SiamDMN, path: Path) -> None:
     rows, cols = torch.export.Dim("rows16", min=1, max=512), torch.export.Dim("cols16", min=1, max=512)
     canvas = {0: batch, 2: 16 * rows, 3: 16 * cols}
     # The template fields are forward()'s *args: one nested entry holding one spec per field.
-    dynamic = (canvas, canvas, {0: batch, 2: rows, 3: cols}, tuple({0: batch} for _ in template_fields(model.config)))
-    names = ["search", "prior", "score_bias", *template_fields(model.config)]
+    fields = template_fields(model.config)
+    dynamic = (canvas, canvas, {0: batch, 2: rows, 3: cols}, tuple({0: batch} for _ in fields))
+    names = ["search", "prior", "score_bias", *fields]
     # Export-only substitute for the grouped convolution (an instance attribute shadows the method).
     model._depthwise_xcorr = _xcorr_exportable  # type: ignore[method-assign]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +174,7 @@ class OrtEngine(Engine):
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.path = path
         self.backend = "onnxruntime"
+        self.fields = template_fields(self.model.config)  # the exported graph's template inputs
 
     def search(
         self,
@@ -192,7 +194,7 @@ class OrtEngine(Engine):
                 np.zeros((n, 1, height // 16, width // 16), np.float32) if score_bias is None else score_bias
             ),
         }
-        for name in template_fields(self.model.config):
+        for name in self.fields:
             feeds[name] = getattr(templates, name).detach().float().numpy()
         mask_logits, peak, similarity, presence = self.session.run(list(OUTPUTS), feeds)
         return SearchResult(mask_logits=mask_logits, peak=peak, similarity=similarity, presence=presence)

@@ -180,7 +180,7 @@ def colour_evidence_table(template: torch.Tensor, template_mask: torch.Tensor) -
     """
     with torch.autocast(template.device.type, enabled=False):
         index = colour_bin_index(template)
-        inside = F.interpolate(template_mask.float(), size=template.shape[-2:], mode="nearest").flatten(1)
+        inside = template_mask.float().flatten(1)  # (N, 1, T, T), the template's own size
         bins = 1 << (3 * COLOUR_BITS)
         fg = inside.new_ones(inside.shape[0], bins).scatter_add(1, index, inside)
         bg = inside.new_ones(inside.shape[0], bins).scatter_add(1, index, 1.0 - inside)
