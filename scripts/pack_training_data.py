@@ -2,12 +2,14 @@
 """Pack the training data compactly for a remote (GPU) machine that only receives a small upload.
 
     python scripts/pack_training_data.py DAVIS_ROOT DUTS_ROOT DEST --exclude bear,car-turn,... \\
-        [--crf 22] [--static-bytes 24000000 | --upload-mib 62] [--static-crf 23] [--static-side 400]
+        [--year 2016|2017] [--crf 22] [--static-bytes 24000000 | --upload-mib 62] [--static-crf 23]
+        [--static-side 400]
 
 DEST/davis/videos/<seq>.mp4           training sequences only (H.264, CRF --crf, from the JPEGs)
 DEST/davis/masks/<seq>.bin, <seq>.txt the masks, lossless (see ``mask_bytes``), and each frame's
-                                      name, width, height and byte count
-DEST/davis/ImageSets/2016/train.txt   the packed sequence names
+                                      name, width, height and byte count (and "ids" for label maps)
+DEST/davis/ImageSets/<year>/train.txt the packed sequence names (--year: 2016 binary masks, 2017
+                                      palette ids, one object each, kept as they are)
 DEST/duts/images.mp4, masks.bin, sizes.txt   the first DUTS images up to --static-bytes (H.264 4:4:4,
                                       shrunk to --static-side), or up to what --upload-mib leaves
                                       after the tracked files and the sequences
@@ -35,13 +37,17 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 MASK_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 20}]
 
 
-def mask_bytes(mask: np.ndarray) -> bytes:
-    """A mask's foreground bits (row-major, padded to a byte), compressed without a container."""
-    return lzma.compress(np.packbits(mask.ravel() > 0).tobytes(), format=lzma.FORMAT_RAW, filters=MASK_FILTERS)
+def mask_bytes(mask: np.ndarray, ids: bool = False) -> bytes:
+    """A mask's foreground bits (row-major, padded to a byte), compressed without a container; with
+    ``ids``, its label values themselves (one byte a pixel: DAVIS-2017's object ids and void)."""
+    raw = np.ascontiguousarray(mask, np.uint8).tobytes() if ids else np.packbits(mask.ravel() > 0).tobytes()
+    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=MASK_FILTERS)
 
 
-def pack_davis(root: Path, dest: Path, exclude: set[str], crf: int) -> list[str]:
-    names = (root / "ImageSets" / "2016" / "train.txt").read_text().split()
+def pack_davis(root: Path, dest: Path, exclude: set[str], crf: int, year: str = "2016") -> list[str]:
+    from vosctl.eval.davis import read_label_png
+
+    names = (root / "ImageSets" / year / "train.txt").read_text().split()
     kept = [name for name in names if name not in exclude]
     (dest / "videos").mkdir(parents=True, exist_ok=True)
     (dest / "masks").mkdir(parents=True, exist_ok=True)
@@ -59,15 +65,20 @@ def pack_davis(root: Path, dest: Path, exclude: set[str], crf: int) -> list[str]
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr[:, :, ::-1]), format="rgb24")
                 for packet in stream.encode(frame):
                     container.mux(packet)
-                mask = cv2.imread(str(ann), cv2.IMREAD_GRAYSCALE)
-                streams.append(mask_bytes(mask))
-                lines.append(f"{ann.stem} {mask.shape[1]} {mask.shape[0]} {len(streams[-1])}")
+                if year == "2016":
+                    mask = cv2.imread(str(ann), cv2.IMREAD_GRAYSCALE)
+                    streams.append(mask_bytes(mask))
+                    lines.append(f"{ann.stem} {mask.shape[1]} {mask.shape[0]} {len(streams[-1])}")
+                else:  # palette ids, read as the toolkit reads them
+                    mask = read_label_png(ann, f"{seq}/{ann.name}")
+                    streams.append(mask_bytes(mask, ids=True))
+                    lines.append(f"{ann.stem} {mask.shape[1]} {mask.shape[0]} {len(streams[-1])} ids")
             for packet in stream.encode():
                 container.mux(packet)
         (dest / "masks" / f"{seq}.bin").write_bytes(b"".join(streams))
         (dest / "masks" / f"{seq}.txt").write_text("\n".join(lines) + "\n")
-    (dest / "ImageSets" / "2016").mkdir(parents=True, exist_ok=True)
-    (dest / "ImageSets" / "2016" / "train.txt").write_text("\n".join(kept) + "\n")
+    (dest / "ImageSets" / year).mkdir(parents=True, exist_ok=True)
+    (dest / "ImageSets" / year / "train.txt").write_text("\n".join(kept) + "\n")
     return kept
 
 
@@ -142,6 +153,7 @@ def main() -> None:
     parser.add_argument("duts_root", type=Path)
     parser.add_argument("dest", type=Path)
     parser.add_argument("--exclude", default="", help="comma-separated held-out sequences (never packed)")
+    parser.add_argument("--year", choices=("2016", "2017"), default="2016", help="the DAVIS split and mask kind")
     parser.add_argument("--crf", type=int, default=22)
     parser.add_argument("--static-bytes", type=int, default=24_000_000)
     parser.add_argument("--static-crf", type=int, default=23)
@@ -153,7 +165,8 @@ def main() -> None:
         "files and the sequences with static images, instead of --static-bytes",
     )
     args = parser.parse_args()
-    kept = pack_davis(args.davis_root, args.dest / "davis", set(filter(None, args.exclude.split(","))), args.crf)
+    exclude = set(filter(None, args.exclude.split(",")))
+    kept = pack_davis(args.davis_root, args.dest / "davis", exclude, args.crf, args.year)
     davis = folder_bytes(args.dest / "davis")
     tracked = tracked_bytes(REPOSITORY)
     static = args.static_bytes

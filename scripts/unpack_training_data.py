@@ -3,7 +3,8 @@
 
     python scripts/unpack_training_data.py PACKED DEST
 
-DEST/davis: DAVIS layout (JPEGImages/480p/<seq>/*.jpg at quality 95, Annotations as PNGs, ImageSets);
+DEST/davis: DAVIS layout (JPEGImages/480p/<seq>/*.jpg at quality 95, Annotations as PNGs: 0/255, or
+the object ids of a 2017 pack as grey values; ImageSets/<year>);
 DEST/duts: DUTS layout (images/*.jpg, masks/*.png, list.txt). Needs only numpy and OpenCV (it
 decodes the videos with cv2.VideoCapture), so it runs on a machine without the project's own
 dependencies; sequences unpack in parallel.
@@ -24,15 +25,22 @@ MASK_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 20}]  #
 
 
 def read_masks(bits: Path, sizes: Path) -> list[tuple[str, np.ndarray]]:
-    """Each (name, 0/255 mask) of a packed mask stream, in order; ``sizes`` has "name width height bytes"."""
+    """Each (name, mask) of a packed mask stream, in order; ``sizes`` has "name width height bytes",
+    then "ids" where the mask was packed as label values (DAVIS-2017 ids, kept as they are);
+    otherwise it was packed as bits and comes back 0/255."""
     data, offset, masks = bits.read_bytes(), 0, []
     for line in sizes.read_text().splitlines():
         if not line:
             continue
-        name, width, height, count = line.split()
+        name, width, height, count, *kind = line.split()
         w, h, n = int(width), int(height), int(count)
-        raw = lzma.decompress(data[offset : offset + n], format=lzma.FORMAT_RAW, filters=MASK_FILTERS)
-        masks.append((name, np.unpackbits(np.frombuffer(raw, np.uint8), count=w * h).reshape(h, w) * 255))
+        raw = np.frombuffer(
+            lzma.decompress(data[offset : offset + n], format=lzma.FORMAT_RAW, filters=MASK_FILTERS), np.uint8
+        )
+        if kind == ["ids"]:
+            masks.append((name, raw.reshape(h, w).copy()))
+        else:
+            masks.append((name, np.unpackbits(raw, count=w * h).reshape(h, w) * 255))
         offset += n
     return masks
 
@@ -74,9 +82,11 @@ def unpack_static(packed: Path, dest: Path) -> int:
 
 def main(packed: Path, dest: Path) -> None:
     davis, davis_dest = packed / "davis", dest / "davis"
-    seqs = (davis / "ImageSets" / "2016" / "train.txt").read_text().split()
-    (davis_dest / "ImageSets" / "2016").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(davis / "ImageSets" / "2016" / "train.txt", davis_dest / "ImageSets" / "2016" / "train.txt")
+    # The year the sequences were packed for (2016: binary masks; 2017: object ids).
+    year = next(y for y in ("2017", "2016") if (davis / "ImageSets" / y / "train.txt").exists())
+    seqs = (davis / "ImageSets" / year / "train.txt").read_text().split()
+    (davis_dest / "ImageSets" / year).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(davis / "ImageSets" / year / "train.txt", davis_dest / "ImageSets" / year / "train.txt")
     with ProcessPoolExecutor() as pool:
         frames = sum(pool.map(unpack_sequence, [davis] * len(seqs), [davis_dest] * len(seqs), seqs))
     images = unpack_static(packed / "duts", dest / "duts")

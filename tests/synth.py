@@ -156,6 +156,25 @@ def write_davis2016(
     return root
 
 
+def write_davis2017(
+    root: Path, sequences: dict[str, tuple[Sequence[np.ndarray], Sequence[np.ndarray]]], split: str = "train"
+) -> Path:
+    """A DAVIS-2017 folder; ``sequences``: name -> (RGB frames, label maps of object ids, 255 void).
+
+    Writes ``ImageSets/2017/<split>.txt``, ``JPEGImages/480p/<seq>/00000.jpg``... and the label maps
+    as DAVIS palette PNGs ``Annotations/480p/<seq>/00000.png``...
+    """
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / f"{split}.txt").write_text("\n".join(sequences) + "\n")
+    for name, (frames, labels) in sequences.items():
+        stems = [f"{i:05d}" for i in range(len(frames))]
+        write_frame_folder(root / "JPEGImages" / "480p" / name, frames, [f"{s}.jpg" for s in stems])
+        (root / "Annotations" / "480p" / name).mkdir(parents=True)
+        for stem, label_map in zip(stems, labels, strict=True):
+            write_palette_png(root / "Annotations" / "480p" / name / f"{stem}.png", label_map)
+    return root
+
+
 def write_palette_png(path: Path, labels: np.ndarray) -> Path:
     """Save a label map as a DAVIS-style palette PNG (mode P)."""
     from PIL import Image

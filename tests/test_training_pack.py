@@ -105,3 +105,38 @@ def test_an_upload_limit_leaves_the_static_images_what_the_tracked_files_and_seq
     command = [ROOT / "scripts" / "pack_training_data.py", tmp_path / "davis", tmp_path / "duts", tmp_path / "p"]
     result = subprocess.run([sys.executable, *command, "--upload-mib", "1"], capture_output=True, text=True)
     assert result.returncode != 0 and "nothing left for the static images" in result.stderr
+
+
+def test_a_2017_pack_keeps_the_object_ids_and_void(tmp_path: Path) -> None:
+    """``--year 2017``: label maps travel as they are (ids and the 255 void), and training reads them."""
+    from tests.synth import write_davis2017
+    from vosctl.eval.davis import read_label_png
+    from vosctl.train.data import DavisFrames, default_sequences
+
+    sequences = {}
+    for seed, (seq, count) in enumerate({"duo": 5, "held-out": 3}.items()):
+        frames = moving_square_frames(count, width=128, height=96, seed=seed)
+        labels = []
+        for square in moving_square_labels(count, width=128, height=96, seed=seed):
+            label = square.copy()
+            label[80:90, 5:25] = 2  # a second object
+            label[0:3, :] = 255  # void
+            labels.append(label)
+        sequences[seq] = (frames, labels)
+    write_davis2017(tmp_path / "davis", sequences)
+    _duts(tmp_path / "duts", 2)
+    packed, restored = tmp_path / "packed", tmp_path / "restored"
+    for command in (
+        ["pack_training_data.py", tmp_path / "davis", tmp_path / "duts", packed, "--exclude", "held-out",
+         "--year", "2017"],
+        ["unpack_training_data.py", packed, restored],
+    ):  # fmt: skip
+        subprocess.run([sys.executable, ROOT / "scripts" / command[0], *command[1:]], check=True, capture_output=True)
+
+    davis = restored / "davis"
+    assert default_sequences(davis, "2017") == ["duo"]
+    for t, label in enumerate(sequences["duo"][1]):
+        assert np.array_equal(read_label_png(davis / "Annotations" / "480p" / "duo" / f"{t:05d}.png"), label)
+    frames = DavisFrames(davis, ["duo"], "2017")
+    assert frames.objects == [[1, 2]]
+    assert np.array_equal(frames.masks[0][0], np.where(sequences["duo"][1][0] == 255, 0, sequences["duo"][1][0]))

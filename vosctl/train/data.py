@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vosctl.errors import InputError
 from vosctl.geometry import crop_image, crop_matrix, mask_box, search_side, template_side
 
 cv2.setNumThreads(1)
@@ -88,12 +89,28 @@ class Sample:
 
 # --------------------------------------------------------------------------- sources
 class DavisFrames:
-    """All frames and masks of some DAVIS-layout sequences, held in memory (uint8)."""
+    """All frames and masks of some DAVIS-layout sequences, held in memory (uint8).
 
-    def __init__(self, root: str | Path, sequences: list[str]) -> None:
+    ``year`` "2016": one object per sequence, any non-zero pixel (``masks`` are 0/1). "2017": the
+    annotations' palette ids, one object each (``masks`` are label maps; the void label 255 is
+    background, as the evaluation toolkit reads it). With ``instances`` False a 2017 sequence's
+    objects are merged into one (the control for instance-level training: the same frames, without
+    other instances as negatives). ``objects[k]`` lists sequence k's ids, and ``present[k][id]`` the
+    frames where that object covers at least ``MIN_TEMPLATE_PIXELS`` (a template to crop).
+    """
+
+    MIN_TEMPLATE_PIXELS = 64
+
+    def __init__(self, root: str | Path, sequences: list[str], year: str = "2016", instances: bool = True) -> None:
+        from vosctl.eval.davis import VOID_LABEL, YEARS, read_label_png
+
+        if year not in YEARS:
+            raise InputError(f"unknown DAVIS year '{year}' (use {' or '.join(YEARS)})")
         self.root = Path(root)
         self.frames: list[list[np.ndarray]] = []
         self.masks: list[list[np.ndarray]] = []
+        self.objects: list[list[int]] = []
+        self.present: list[dict[int, np.ndarray]] = []
         self.names = sequences
         for seq in sequences:
             jpg_dir = self.root / "JPEGImages" / "480p" / seq
@@ -104,12 +121,23 @@ class DavisFrames:
                 bgr = cv2.imread(str(jpg_dir / f"{name}.jpg"), cv2.IMREAD_COLOR)
                 if bgr is None:
                     raise FileNotFoundError(jpg_dir / f"{name}.jpg")
-                # Greyscale read: drops the alpha of the odd grey+alpha annotation (bear/00077.png).
-                mask = cv2.imread(str(ann_dir / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+                if year == "2016":
+                    # Greyscale read: drops the alpha of the odd grey+alpha annotation (bear/00077.png).
+                    mask = (cv2.imread(str(ann_dir / f"{name}.png"), cv2.IMREAD_GRAYSCALE) > 0).astype(np.uint8)
+                else:
+                    mask = read_label_png(ann_dir / f"{name}.png", f"{seq}/{name}")
+                    mask[mask == VOID_LABEL] = 0
+                    if not instances:
+                        mask = (mask > 0).astype(np.uint8)
                 frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
-                masks.append((mask > 0).astype(np.uint8))
+                masks.append(mask)
+            ids = sorted(int(i) for i in np.unique(np.stack(masks)) if i > 0) if masks else []
             self.frames.append(frames)
             self.masks.append(masks)
+            self.objects.append(ids or [1])
+            self.present.append(
+                {i: np.flatnonzero([np.count_nonzero(m == i) >= self.MIN_TEMPLATE_PIXELS for m in masks]) for i in ids}
+            )
 
 
 def fit_within(image: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -336,6 +364,16 @@ def _paste(
 
 
 # --------------------------------------------------------------------------- pair sampler
+class _ObjectMasks:
+    """One object's 0/1 masks of a sequence's label maps, made when a frame is indexed."""
+
+    def __init__(self, labels: list[np.ndarray], target: int) -> None:
+        self.labels, self.target = labels, target
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return (self.labels[index] == self.target).astype(np.uint8)
+
+
 class PairSampler:
     """Draws training samples from the available sources with fixed mixing weights."""
 
@@ -496,7 +534,20 @@ class PairSampler:
         seq = int(rng.integers(len(self.davis.frames)))
         frames, masks = self.davis.frames[seq], self.davis.masks[seq]
         n = len(frames)
-        t = int(rng.integers(n))
+        ids = self.davis.objects[seq]
+        if len(ids) > 1:
+            # Several objects: the target is one of them; the others stay in view, out of its mask:
+            # real instance-level negatives (another bird of the flock, another dancer), which neither
+            # pasted copies nor single images can supply (rounds 23-24). The template frame is one
+            # where the target is visible. Single-object sequences draw exactly what they always did.
+            target = ids[int(rng.integers(len(ids)))]
+            visible = self.davis.present[seq][target]
+            if visible.size == 0:
+                return None
+            t = int(visible[int(rng.integers(visible.size))])
+            masks = _ObjectMasks(masks, target)
+        else:
+            t = int(rng.integers(n))
         gap = int(rng.integers(1, self.cfg.max_gap + 1)) * (1 if rng.random() < 0.5 else -1)
         s = int(np.clip(t + gap, 0, n - 1))
         if s == t:
@@ -670,8 +721,9 @@ class PairSampler:
         }
 
 
-def default_sequences(root: str | Path) -> list[str]:
-    path = Path(root) / "ImageSets" / "2016" / "train.txt"
+def default_sequences(root: str | Path, year: str = "2016") -> list[str]:
+    """The training split's names (``ImageSets/<year>/train.txt``), or every annotated sequence."""
+    path = Path(root) / "ImageSets" / year / "train.txt"
     if path.exists():
         return path.read_text().split()
     return sorted(os.listdir(Path(root) / "Annotations" / "480p"))

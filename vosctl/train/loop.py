@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 class TrainConfig:
     run_dir: str = "runs/default"
     davis_root: str | None = None  # DAVIS layout (after shared/data/davis2016-train/unpack.py)
+    # "2016": one object per sequence (binary masks). "2017": palette ids, one target per object, the
+    # other objects in view as negatives (``DavisFrames``); the split is ImageSets/<year>/train.txt.
+    davis_year: str = "2016"
+    # With davis_year "2017", False merges each frame's objects into one target (the control).
+    davis_instances: bool = True
     heldout: list[str] = field(default_factory=list)  # never trained on; evaluated every epoch
     static_root: str | None = None  # DUTS layout
     static_limit: int | None = None
@@ -94,6 +99,11 @@ class TrainConfig:
         if unknown:
             raise InputError(f"training config {path} has unknown keys: {', '.join(unknown)}")
         config = cls(**raw)
+        from vosctl.eval.davis import YEARS
+
+        if config.davis_year not in YEARS:
+            years = " or ".join(YEARS)
+            raise InputError(f"training config {path}: davis_year must be {years}, not {config.davis_year!r}")
         base = path.parent
         # Relative data paths are relative to the config file, so configs travel with the repo.
         for key in ("davis_root", "static_root", "imagenet_weights", "init_checkpoint", "teacher_checkpoint"):
@@ -438,6 +448,8 @@ def heldout_j(
 ) -> dict[str, float]:
     """Track each sequence from its first mask with the real tracker; mean J per sequence.
 
+    Several objects (DAVIS-2017 label maps) are tracked together from the first frame's ids and
+    each is scored on its own id, as the DAVIS-2017 toolkit does; the sequence's figure is their mean.
     ``max_frames``: the first frames only (None: whole sequences); ``config``: the tracker's.
     """
     from vosctl.tracker import Segmenter
@@ -446,13 +458,16 @@ def heldout_j(
     results: dict[str, float] = {}
     for name, frames, masks in zip(davis.names, davis.frames, davis.masks):
         frames, masks = frames[:max_frames], masks[:max_frames]
-        scores = []
+        ids = [int(i) for i in np.unique(masks[0]) if i > 0]
+        scores: list[list[float]] = [[] for _ in ids]
         for index, result in enumerate(segmenter.track(frames, labels=masks[0])):
             if 0 < index < len(frames) - 1:  # DAVIS excludes the first and the last frame
-                pred, gt = result.labels > 0, masks[index] > 0
-                union = np.logical_or(pred, gt).sum()
-                scores.append(1.0 if union == 0 else np.logical_and(pred, gt).sum() / union)
-        results[name] = float(np.mean(scores)) if scores else float("nan")
+                for k, object_id in enumerate(ids):
+                    pred, gt = result.labels == object_id, masks[index] == object_id
+                    union = np.logical_or(pred, gt).sum()
+                    scores[k].append(1.0 if union == 0 else np.logical_and(pred, gt).sum() / union)
+        per_object = [float(np.mean(s)) for s in scores if s]
+        results[name] = float(np.mean(per_object)) if per_object else float("nan")
     return results
 
 
@@ -567,12 +582,14 @@ def train(
     # Data (held-out sequences are never part of the training sources).
     davis = heldout = None
     if cfg.davis_root:
-        sequences = default_sequences(cfg.davis_root)
+        sequences = default_sequences(cfg.davis_root, cfg.davis_year)
         train_seqs = [s for s in sequences if s not in set(cfg.heldout)]
-        davis = DavisFrames(cfg.davis_root, train_seqs)
+        davis = DavisFrames(cfg.davis_root, train_seqs, cfg.davis_year, cfg.davis_instances)
         if cfg.heldout:
-            heldout = DavisFrames(cfg.davis_root, [s for s in cfg.heldout if s in sequences])
-        log({"event": "data", "train_sequences": train_seqs, "heldout": cfg.heldout})
+            heldout_seqs = [s for s in cfg.heldout if s in sequences]
+            heldout = DavisFrames(cfg.davis_root, heldout_seqs, cfg.davis_year, cfg.davis_instances)
+        objects = sum(len(ids) for ids in davis.objects)  # several per sequence with davis_year 2017
+        log({"event": "data", "train_sequences": train_seqs, "train_objects": objects, "heldout": cfg.heldout})
     static = StaticImages(cfg.static_root, cfg.static_limit) if cfg.static_root else None
     sampler = PairSampler(pair_cfg, davis, static, cfg.source_weights)
 
