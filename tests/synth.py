@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -145,15 +145,11 @@ def write_davis2016(
     Writes ``ImageSets/2016/<split>.txt``, ``JPEGImages/480p/<seq>/00000.jpg``... and the masks as
     0/255 ``Annotations/480p/<seq>/00000.png``...
     """
-    (root / "ImageSets" / "2016").mkdir(parents=True)
-    (root / "ImageSets" / "2016" / f"{split}.txt").write_text("\n".join(sequences) + "\n")
-    for name, (frames, masks) in sequences.items():
-        stems = [f"{i:05d}" for i in range(len(frames))]
-        write_frame_folder(root / "JPEGImages" / "480p" / name, frames, [f"{s}.jpg" for s in stems])
-        (root / "Annotations" / "480p" / name).mkdir(parents=True)
-        for stem, mask in zip(stems, masks, strict=True):
-            cv2.imwrite(str(root / "Annotations" / "480p" / name / f"{stem}.png"), (mask > 0).astype(np.uint8) * 255)
-    return root
+
+    def write_mask(path: Path, mask: np.ndarray) -> None:
+        cv2.imwrite(str(path), (mask > 0).astype(np.uint8) * 255)
+
+    return _write_davis(root, "2016", sequences, split, write_mask)
 
 
 def write_davis2017(
@@ -164,14 +160,24 @@ def write_davis2017(
     Writes ``ImageSets/2017/<split>.txt``, ``JPEGImages/480p/<seq>/00000.jpg``... and the label maps
     as DAVIS palette PNGs ``Annotations/480p/<seq>/00000.png``...
     """
-    (root / "ImageSets" / "2017").mkdir(parents=True)
-    (root / "ImageSets" / "2017" / f"{split}.txt").write_text("\n".join(sequences) + "\n")
-    for name, (frames, labels) in sequences.items():
+    return _write_davis(root, "2017", sequences, split, write_palette_png)
+
+
+def _write_davis(
+    root: Path,
+    year: str,
+    sequences: dict[str, tuple[Sequence[np.ndarray], Sequence[np.ndarray]]],
+    split: str,
+    write_mask: Callable[[Path, np.ndarray], object],
+) -> Path:
+    (root / "ImageSets" / year).mkdir(parents=True)
+    (root / "ImageSets" / year / f"{split}.txt").write_text("\n".join(sequences) + "\n")
+    for name, (frames, masks) in sequences.items():
         stems = [f"{i:05d}" for i in range(len(frames))]
         write_frame_folder(root / "JPEGImages" / "480p" / name, frames, [f"{s}.jpg" for s in stems])
         (root / "Annotations" / "480p" / name).mkdir(parents=True)
-        for stem, label_map in zip(stems, labels, strict=True):
-            write_palette_png(root / "Annotations" / "480p" / name / f"{stem}.png", label_map)
+        for stem, mask in zip(stems, masks, strict=True):
+            write_mask(root / "Annotations" / "480p" / name / f"{stem}.png", mask)
     return root
 
 
