@@ -89,10 +89,15 @@ def test_a_single_object_2017_sequence_gives_exactly_the_2016_pairs(tmp_path: Pa
     one = [np.where(label == 1, 1, 0).astype(np.uint8) for label in labels]
     sampler16, _ = _sampler(write_davis2016(tmp_path / "d16", {"solo": (frames, one)}), "2016")
     sampler17, _ = _sampler(write_davis2017(tmp_path / "d17", {"solo": (frames, one)}), "2017")
+    # The same object under id 3 (an annotator's palette need not start at 1).
+    three = [mask * 3 for mask in one]
+    sampler17b, davis17b = _sampler(write_davis2017(tmp_path / "d17b", {"solo": (frames, three)}), "2017")
+    assert davis17b.objects == [[1]]
     a = sampler16.batch(np.random.default_rng(5), 6)
-    b = sampler17.batch(np.random.default_rng(5), 6)
-    for key in a:
-        assert np.array_equal(a[key], b[key]), key
+    for other in (sampler17, sampler17b):
+        b = other.batch(np.random.default_rng(5), 6)
+        for key in a:
+            assert np.array_equal(a[key], b[key]), key
 
 
 def test_void_is_background_and_the_control_merges_the_objects(tmp_path: Path) -> None:

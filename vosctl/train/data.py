@@ -132,6 +132,8 @@ class DavisFrames:
                 frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
                 masks.append(mask)
             ids = sorted(int(i) for i in np.unique(np.stack(masks)) if i > 0) if masks else []
+            if len(ids) == 1 and ids[0] != 1:  # one object with another id: 0/1 masks, as a 2016 sequence
+                masks, ids = [(m > 0).astype(np.uint8) for m in masks], [1]
             self.frames.append(frames)
             self.masks.append(masks)
             self.objects.append(ids or [1])
