@@ -29,6 +29,7 @@ import av
 import cv2
 import numpy as np
 
+from vosctl.eval.davis import read_label_png
 from vosctl.train.data import fit_within
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -45,8 +46,7 @@ def mask_bytes(mask: np.ndarray, ids: bool = False) -> bytes:
 
 
 def pack_davis(root: Path, dest: Path, exclude: set[str], crf: int, year: str = "2016") -> list[str]:
-    from vosctl.eval.davis import read_label_png
-
+    label_maps = year == "2017"  # palette ids (and void), kept as they are; 2016: the object's bits
     names = (root / "ImageSets" / year / "train.txt").read_text().split()
     kept = [name for name in names if name not in exclude]
     (dest / "videos").mkdir(parents=True, exist_ok=True)
@@ -65,14 +65,13 @@ def pack_davis(root: Path, dest: Path, exclude: set[str], crf: int, year: str = 
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr[:, :, ::-1]), format="rgb24")
                 for packet in stream.encode(frame):
                     container.mux(packet)
-                if year == "2016":
-                    mask = cv2.imread(str(ann), cv2.IMREAD_GRAYSCALE)
-                    streams.append(mask_bytes(mask))
-                    lines.append(f"{ann.stem} {mask.shape[1]} {mask.shape[0]} {len(streams[-1])}")
-                else:  # palette ids, read as the toolkit reads them
+                if label_maps:  # read as the toolkit reads them
                     mask = read_label_png(ann, f"{seq}/{ann.name}")
-                    streams.append(mask_bytes(mask, ids=True))
-                    lines.append(f"{ann.stem} {mask.shape[1]} {mask.shape[0]} {len(streams[-1])} ids")
+                else:
+                    mask = cv2.imread(str(ann), cv2.IMREAD_GRAYSCALE)
+                streams.append(mask_bytes(mask, ids=label_maps))
+                kind = " ids" if label_maps else ""
+                lines.append(f"{ann.stem} {mask.shape[1]} {mask.shape[0]} {len(streams[-1])}{kind}")
             for packet in stream.encode():
                 container.mux(packet)
         (dest / "masks" / f"{seq}.bin").write_bytes(b"".join(streams))

@@ -83,7 +83,7 @@ def unpack_static(packed: Path, dest: Path) -> int:
 def main(packed: Path, dest: Path) -> None:
     davis, davis_dest = packed / "davis", dest / "davis"
     # The year the sequences were packed for (2016: binary masks; 2017: object ids).
-    year = next(y for y in ("2017", "2016") if (davis / "ImageSets" / y / "train.txt").exists())
+    year = "2017" if (davis / "ImageSets" / "2017" / "train.txt").exists() else "2016"
     seqs = (davis / "ImageSets" / year / "train.txt").read_text().split()
     (davis_dest / "ImageSets" / year).mkdir(parents=True, exist_ok=True)
     shutil.copyfile(davis / "ImageSets" / year / "train.txt", davis_dest / "ImageSets" / year / "train.txt")

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from vosctl.errors import InputError
+from vosctl.eval.davis import VOID_LABEL, YEARS, read_label_png
 from vosctl.geometry import crop_image, crop_matrix, mask_box, search_side, template_side
 
 cv2.setNumThreads(1)
@@ -95,15 +96,14 @@ class DavisFrames:
     annotations' palette ids, one object each (``masks`` are label maps; the void label 255 is
     background, as the evaluation toolkit reads it). With ``instances`` False a 2017 sequence's
     objects are merged into one (the control for instance-level training: the same frames, without
-    other instances as negatives). ``objects[k]`` lists sequence k's ids, and ``present[k][id]`` the
-    frames where that object covers at least ``MIN_TEMPLATE_PIXELS`` (a template to crop).
+    other instances as negatives). ``objects[k]`` lists sequence k's ids and, where it has several,
+    ``present[k][id]`` the frames where that object covers at least ``MIN_TEMPLATE_PIXELS`` (a
+    template to crop).
     """
 
     MIN_TEMPLATE_PIXELS = 64
 
     def __init__(self, root: str | Path, sequences: list[str], year: str = "2016", instances: bool = True) -> None:
-        from vosctl.eval.davis import VOID_LABEL, YEARS, read_label_png
-
         if year not in YEARS:
             raise InputError(f"unknown DAVIS year '{year}' (use {' or '.join(YEARS)})")
         self.root = Path(root)
@@ -131,15 +131,15 @@ class DavisFrames:
                         mask = (mask > 0).astype(np.uint8)
                 frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
                 masks.append(mask)
-            ids = sorted(int(i) for i in np.unique(np.stack(masks)) if i > 0) if masks else []
+            ids = sorted(set().union(*(np.unique(m).tolist() for m in masks)) - {0})
             if len(ids) == 1 and ids[0] != 1:  # one object with another id: 0/1 masks, as a 2016 sequence
                 masks, ids = [(m > 0).astype(np.uint8) for m in masks], [1]
             self.frames.append(frames)
             self.masks.append(masks)
             self.objects.append(ids or [1])
-            self.present.append(
-                {i: np.flatnonzero([np.count_nonzero(m == i) >= self.MIN_TEMPLATE_PIXELS for m in masks]) for i in ids}
-            )
+            # Only a pair from a multi-object sequence looks up where its target is visible.
+            visible = {i: [np.count_nonzero(m == i) >= self.MIN_TEMPLATE_PIXELS for m in masks] for i in ids}
+            self.present.append({i: np.flatnonzero(v) for i, v in visible.items()} if len(ids) > 1 else {})
 
 
 def fit_within(image: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:

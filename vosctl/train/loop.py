@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from vosctl.errors import InputError
+from vosctl.eval.davis import YEARS
 from vosctl.geometry import mask_box
 from vosctl.model.checkpoint import save_checkpoint
 from vosctl.model.network import NetworkConfig, SearchOutput, SiamDMN, TemplateEmbedding
@@ -99,8 +100,6 @@ class TrainConfig:
         if unknown:
             raise InputError(f"training config {path} has unknown keys: {', '.join(unknown)}")
         config = cls(**raw)
-        from vosctl.eval.davis import YEARS
-
         if config.davis_year not in YEARS:
             years = " or ".join(YEARS)
             raise InputError(f"training config {path}: davis_year must be {years}, not {config.davis_year!r}")
